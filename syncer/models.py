@@ -1,0 +1,129 @@
+"""Frozen dataclasses and statuses shared by the pipeline's stages."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+
+class RecordKind(StrEnum):
+    """What a record describes."""
+
+    COURSE = "course"
+    STAT = "stat"
+    ARCHIVE = "archive"
+
+
+class RecordStatus(StrEnum):
+    """Where a record stands in the ledger."""
+
+    PENDING = "pending"  # recorded in a batch, not (yet) known to be applied
+    SYNCED = "synced"  # an operation carrying it completed with a `success` item
+    REJECTED = "rejected"  # the API answered an `error` item for it
+
+
+class OperationType(StrEnum):
+    """Bulk operation types syncer submits (the API's own names)."""
+
+    IMPORT_COURSES = "importExternalCourses"
+    IMPORT_STATS = "importExternalStatistics"
+    ARCHIVE_COURSES = "archiveExternalCourses"
+
+
+class OperationStatus(StrEnum):
+    """An operation's status: the API's five, plus ``prepared``."""
+
+    PREPARED = "prepared"
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    ERROR = "error"
+
+    @property
+    def finished(self) -> bool:
+        """True for the terminal statuses."""
+        return self in (OperationStatus.COMPLETED, OperationStatus.ERROR)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One source row with its origin (``courses.csv:17``, ``events.jsonl:3``, ``lms row 42``)."""
+
+    origin: str
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One desired API object with its key and a stable content hash.
+
+    ``group`` and ``order`` serve batching: all statistics of one (course, user) pair share a
+    ``group`` and are sent in ``order`` (their ``firstActivityAt``). ``activity`` is the
+    ``lastActivityAt`` used to pick the winner among duplicate keys.
+    """
+
+    integration: str
+    kind: RecordKind
+    key: str
+    payload: Mapping[str, Any]
+    hash: str
+    origin: str
+    group: str = ""
+    order: str = ""
+    activity: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidRow:
+    """A source row that cannot become a valid API object, and why."""
+
+    integration: str
+    kind: RecordKind
+    origin: str
+    field: str | None
+    reason: str
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """One item of a bulk operation's results."""
+
+    position: int
+    success: bool
+    resource_id: str | None
+    message: str | None
+    input: Mapping[str, Any]
+
+
+def dumps_canonical(value: Any) -> bytes:
+    """JSON bytes with sorted keys: the same value gives the same bytes in every process."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def content_hash(payload: Mapping[str, Any]) -> str:
+    """A content hash stable across processes, runs and key order (hex, 32 chars)."""
+    return hashlib.blake2b(dumps_canonical(payload), digest_size=16).hexdigest()
+
+
+def course_key(external_id: str) -> str:
+    """The ledger key of a course (and of its archive)."""
+    return external_id
+
+
+def stat_group(course: Mapping[str, Any], user: Mapping[str, Any]) -> str:
+    """The (course, user) pair of a statistic, as a string key."""
+    return orjson.dumps([course["type"], course["value"], user["type"], user["value"]]).decode()
+
+
+def stat_key(course: Mapping[str, Any], user: Mapping[str, Any], first_activity_at: str) -> str:
+    """The ledger key of a statistic: course, user and firstActivityAt."""
+    return orjson.dumps(
+        [course["type"], course["value"], user["type"], user["value"], first_activity_at]
+    ).decode()
