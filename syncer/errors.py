@@ -10,6 +10,7 @@ SyncerError                 base; ``exit_code`` decides the CLI's exit status, `
 ├── InterruptedRunError     SIGINT/SIGTERM stopped the run; safe to rerun (exit 4)
 └── ApiError                the API refused a request (4xx); not retryable (exit 4)
     ├── ApiUnavailable      timeout, network error, 429 or 5xx; retryable; exit 4 when retries run out
+    │   └── SubmissionLost  a bulk submission was sent but its answer lost; look it up before resending
     └── BulkJobError        a bulk operation ended in ``error``
 """
 
@@ -128,3 +129,13 @@ class ApiUnavailable(ApiError):
 
 class BulkJobError(ApiError):
     """A bulk operation ended in ``error``."""
+
+
+class SubmissionLost(ApiUnavailable):
+    """A bulk submission was sent but its answer was lost: it may have been accepted.
+
+    Not blindly retryable: look for the operation among recent ones
+    (``bulk.find_submitted_operation``) before sending the batch again.
+    """
+
+    retryable = False

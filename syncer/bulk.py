@@ -1,0 +1,234 @@
+"""Bulk operations: poll a ``Location`` to its end, read its per-item results, recover lost submissions.
+
+This module never touches the ledger: it returns data and the engine records it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import Counter, defaultdict, deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from syncer.client import ApiClient, operation_id
+from syncer.errors import ApiUnavailable
+from syncer.models import ItemResult, OperationStatus, OperationType, content_hash, dumps_canonical
+
+__all__ = [
+    "PollPolicy",
+    "fetch_item_results",
+    "find_submitted_operation",
+    "match_results",
+    "operation_id",
+    "request_hash",
+    "wait_for_operation",
+]
+
+log = logging.getLogger(__name__)
+
+_FINISHED = frozenset({OperationStatus.COMPLETED.value, OperationStatus.ERROR.value})
+MISSING_RESULT = "the operation's results hold no entry for this item"
+
+ProgressCallback = Callable[[Mapping[str, Any]], Awaitable[object] | object]
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """How to poll an operation: ``first`` seconds, growing by ``factor`` up to ``maximum``.
+
+    ``timeout`` (seconds, None = wait forever) bounds one wait; running out raises
+    ``ApiUnavailable`` and the operation stays in flight for the next run to resume.
+    """
+
+    first: float = 1.0
+    factor: float = 1.5
+    maximum: float = 15.0
+    timeout: float | None = None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: mappings to dicts, sequences to lists, integral floats to ints.
+
+    The API echoes inputs through JSON (JavaScript numbers), so ``100.0`` comes back as ``100``.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _canonical(value: Any) -> bytes:
+    """Canonical JSON of an item, for matching results to submitted items."""
+    return dumps_canonical(_plain(value))
+
+
+def request_hash(
+    op_type: OperationType | str, integration_id: str, items: Sequence[Mapping[str, Any]]
+) -> str:
+    """A stable hash of one batch: its type, integration and items (in order)."""
+    return content_hash({"type": str(op_type), "integration": integration_id, "input": _plain(list(items))})
+
+
+def match_results(
+    items: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]
+) -> tuple[list[Mapping[str, Any] | None], list[Mapping[str, Any]]]:
+    """Pair each submitted item with its result by ``input``; returns (per item, unmatched results).
+
+    Result order is undocumented, so matching is by canonical JSON, duplicates in order. A
+    result whose echoed ``input`` carries extra keys (defaults filled in by the API) still
+    matches an item whose every key it repeats.
+    """
+    slots: dict[bytes, deque[int]] = defaultdict(deque)
+    for position, item in enumerate(items):
+        slots[_canonical(item)].append(position)
+    matched: list[Mapping[str, Any] | None] = [None] * len(items)
+    leftovers: list[Mapping[str, Any]] = []
+    for result in results:
+        echoed = result.get("input")
+        queue = slots.get(_canonical(echoed)) if isinstance(echoed, Mapping) else None
+        if queue:
+            matched[queue.popleft()] = result
+        else:
+            leftovers.append(result)
+    if not leftovers:
+        return matched, leftovers
+    # Fallback, by key set: index the unmatched items by the projection on their own keys.
+    by_keys: dict[frozenset[str], dict[bytes, deque[int]]] = defaultdict(lambda: defaultdict(deque))
+    for position, item in enumerate(items):
+        if matched[position] is None:
+            keys = frozenset(str(k) for k in item)
+            by_keys[keys][_canonical(item)].append(position)
+    rest: list[Mapping[str, Any]] = []
+    for result in leftovers:
+        echoed = result.get("input")
+        found = None
+        if isinstance(echoed, Mapping):
+            for keys, index in by_keys.items():
+                if keys <= echoed.keys():
+                    queue = index.get(_canonical({k: echoed[k] for k in keys}))
+                    if queue:
+                        found = queue.popleft()
+                        break
+        if found is None:
+            rest.append(result)
+        else:
+            matched[found] = result
+    return matched, rest
+
+
+async def wait_for_operation(
+    client: ApiClient,
+    location: str,
+    *,
+    poll: PollPolicy = PollPolicy(),
+    on_progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Poll an operation until it is ``completed`` or ``error``; returns its last state.
+
+    ``on_progress`` (plain or async) is called with the operation whenever its status or
+    ``progress.index`` changes.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = None if poll.timeout is None else loop.time() + poll.timeout
+    delay = poll.first
+    last_seen: tuple[Any, Any] | None = None
+    while True:
+        operation = await client.fetch_operation(location)
+        status = operation.get("status")
+        progress = operation.get("progress")
+        seen = (status, progress.get("index") if isinstance(progress, Mapping) else None)
+        if on_progress is not None and seen != last_seen:
+            outcome = on_progress(operation)
+            if inspect.isawaitable(outcome):
+                await outcome
+        last_seen = seen
+        if status in _FINISHED:
+            return operation
+        if deadline is not None and loop.time() + delay > deadline:
+            raise ApiUnavailable(
+                f"bulk operation {operation_id(location)} still {status} after {poll.timeout:g} s; "
+                "it stays in flight and the next run resumes it"
+            )
+        await asyncio.sleep(delay)
+        delay = min(poll.maximum, delay * poll.factor)
+
+
+async def fetch_item_results(
+    client: ApiClient, location: str, items: Sequence[Mapping[str, Any]]
+) -> list[ItemResult]:
+    """One ItemResult per submitted item (``position`` = its index), matched by ``input``.
+
+    An item the results do not mention is reported as a failure with ``MISSING_RESULT``.
+    """
+    results = await client.fetch_results(location)
+    matched, leftovers = match_results(items, results)
+    if leftovers:
+        log.warning(
+            "bulk operation %s: %d result(s) match no submitted item",
+            operation_id(location),
+            len(leftovers),
+        )
+    out: list[ItemResult] = []
+    for position, (item, result) in enumerate(zip(items, matched, strict=True)):
+        if result is None:
+            out.append(ItemResult(position, False, None, MISSING_RESULT, item))
+            continue
+        success = result.get("status") == "success"
+        resource = result.get("resourceId")
+        message = result.get("errorMessage")
+        out.append(
+            ItemResult(
+                position=position,
+                success=success,
+                resource_id=str(resource) if resource is not None else None,
+                message=None if success else str(message or "the API reported an error without a message"),
+                input=item,
+            )
+        )
+    return out
+
+
+async def find_submitted_operation(
+    client: ApiClient,
+    op_type: OperationType,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    created_after: datetime,
+    poll: PollPolicy = PollPolicy(),
+    skew: timedelta = timedelta(minutes=2),
+) -> str | None:
+    """The Location of an operation that already carries this batch, or None.
+
+    Looks at the operations of ``op_type`` created since ``created_after`` (minus ``skew`` for
+    clock differences), oldest first; waits for unfinished ones (their results are not readable
+    before), then compares their results' inputs with the batch as a multiset.
+    """
+    candidates = [
+        op async for op in client.fetch_operations(op_type=op_type, created_gte=created_after - skew)
+    ]
+    # The list's sort order is undocumented: sort here so the oldest match wins.
+    candidates.sort(key=lambda op: (str(op.get("createdAt", "")), str(op.get("_id", ""))))
+    wanted = Counter(_canonical(item) for item in items)
+    for candidate in candidates:
+        ident = candidate.get("_id")
+        if not isinstance(ident, str) or not ident:
+            continue
+        if candidate.get("status") not in _FINISHED:
+            await wait_for_operation(client, ident, poll=poll)
+        results = await client.fetch_results(ident)
+        if len(results) != len(items):
+            continue
+        echoed = Counter(_canonical(r.get("input")) for r in results)
+        if echoed == wanted:
+            return client.operation_url(ident)
+        matched, leftovers = match_results(items, results)
+        if not leftovers and all(m is not None for m in matched):
+            return client.operation_url(ident)
+    return None

@@ -1,0 +1,479 @@
+"""The 360Learning API v2 client: token, headers, rate limits, timeout, retries, error translation.
+
+Everything goes through one funnel (``ApiClient._request``) wrapped by one retry loop
+(``ApiClient._call``). aiohttp and timeout errors are translated here, at the seam:
+
+- network errors, timeouts, 429 and 5xx -> ``ApiUnavailable`` (retried with jittered exponential
+  backoff, honouring ``Retry-After``, within ``ApiConfig.retry_seconds``);
+- a bulk submission whose answer was lost after it was sent -> ``SubmissionLost`` (never retried
+  blindly: the caller looks for it among recent operations first);
+- other 4xx -> ``ApiError`` carrying the API's ``code`` and message (both error body shapes).
+
+The access token lives in memory only, is renewed ahead of expiry and once after a 401, and
+never appears in any message or repr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import random
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from syncer.config import ApiConfig
+from syncer.errors import ApiError, ApiUnavailable, SubmissionLost, SyncerError
+from syncer.models import OperationStatus, OperationType
+
+__all__ = ["ApiClient", "Backoff", "RateLimiter", "operation_id"]
+
+API_VERSION = "v2.0"
+TOKEN_PATH = "/api/v2/oauth2/token"
+INTEGRATIONS_PATH = "/api/v2/integrations"
+OPERATIONS_PATH = "/api/v2/bulk/operations"
+
+# Method and path suffix of each bulk submission (bulk-api.json).
+_BULK_ROUTES: Mapping[OperationType, tuple[str, str]] = {
+    OperationType.IMPORT_COURSES: ("PUT", "courses"),
+    OperationType.IMPORT_STATS: ("POST", "stats"),
+    OperationType.ARCHIVE_COURSES: ("DELETE", "courses"),
+}
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Renew the token this long before it expires (capped at a tenth of its lifetime for short tokens).
+_TOKEN_MARGIN_SECONDS = 60.0
+
+
+def operation_id(location: str) -> str:
+    """The bulk operation id at the end of a ``Location`` URL (or the id itself)."""
+    path = urlsplit(location).path if "/" in location else location
+    segments = [s for s in path.split("/") if s]
+    if segments and segments[-1] == "results":
+        segments.pop()
+    if not segments:
+        raise ApiError(f"not a bulk operation location: {location!r}")
+    return segments[-1]
+
+
+def _iso_seconds(moment: datetime) -> str:
+    """``YYYY-MM-DDThh:mm:ss.000Z`` in UTC: the API forces filter milliseconds to 0."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _error_of(data: Any, text: str) -> tuple[str | None, str]:
+    """``(code, message)`` from either error shape: flat ``{"error": code}`` or structured."""
+    if isinstance(data, Mapping):
+        error = data.get("error")
+        if isinstance(error, Mapping):
+            code = error.get("code")
+            message = error.get("message")
+            return (str(code) if code is not None else None), str(message or code or "")
+        if isinstance(error, str):
+            message = data.get("message") or data.get("error_description") or error
+            return error, str(message)
+    return None, text.strip()[:200]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Jittered exponential backoff between retries: ``initial * 2**n``, capped at ``maximum``."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based); never below ``retry_after``."""
+        ceiling = min(self.maximum, self.initial * 2.0**attempt)
+        # Jitter spreads concurrent clients that failed together; half the ceiling is the floor.
+        delay = ceiling * (0.5 + random.random() / 2)
+        return max(delay, retry_after or 0.0)
+
+
+class RateLimiter:
+    """Spaces requests evenly: never more than ``rate`` requests in any ``window`` seconds."""
+
+    def __init__(self, rate: float, *, window: float = 1.0, margin: float = 0.02) -> None:
+        if rate <= 0:
+            raise SyncerError(f"rate limit must be positive, got {rate}")
+        self._interval = window / rate
+        self._window = window
+        # A small margin absorbs the jitter between leaving here and reaching the server.
+        self._margin = margin
+        self._granted: deque[float] = deque(maxlen=max(1, math.floor(rate)))
+        self._next = 0.0
+
+    async def acquire(self) -> None:
+        """Wait for this request's slot."""
+        now = asyncio.get_running_loop().time()
+        slot = max(now, self._next)
+        if len(self._granted) == self._granted.maxlen:
+            slot = max(slot, self._granted[0] + self._window + self._margin)
+        # Reserve before sleeping (no await in between), so concurrent callers queue up in order.
+        self._granted.append(slot)
+        self._next = slot + self._interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+@dataclass(frozen=True)
+class _Response:
+    """What the funnel keeps of one HTTP answer."""
+
+    status: int
+    data: Any
+    location: str | None
+    next_url: str | None
+
+
+class ApiClient:
+    """Async client of the 360Learning API v2; use as ``async with ApiClient(api) as client``."""
+
+    def __init__(
+        self,
+        api: ApiConfig,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._api = api
+        self._base = api.base_url.rstrip("/")
+        self._session = session
+        self._owns_session = session is None
+        self._backoff = backoff or Backoff()
+        self._writes = RateLimiter(api.limits.requests_per_second)
+        self._reads = RateLimiter(api.limits.reads_per_second)
+        self._token: str | None = None
+        self._token_renew_at = 0.0
+        self._token_lock = asyncio.Lock()
+        self._sent: Counter[str] = Counter()
+
+    def __repr__(self) -> str:
+        return f"ApiClient(base_url={_redacted(self._base)!r})"
+
+    async def __aenter__(self) -> ApiClient:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+            self._owns_session = True
+        _no_hidden_retries(self._session)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def requests_sent(self) -> dict[str, int]:
+        """HTTP requests sent so far (every attempt, token requests included), by method."""
+        return dict(self._sent)
+
+    def operation_url(self, location_or_id: str) -> str:
+        """The status URL of a bulk operation on this client's host."""
+        return f"{self._base}{OPERATIONS_PATH}/{quote(operation_id(location_or_id), safe='')}"
+
+    # ----------------------------------------------------------------- public calls
+
+    async def fetch_integrations(self, platform: str | None = None) -> list[dict[str, Any]]:
+        """Every integration (all pages), optionally only those of one ``externalPlatform``."""
+        params = {"externalPlatform[eq]": platform} if platform is not None else None
+        return [item async for item in self._pages(f"{self._base}{INTEGRATIONS_PATH}", params)]
+
+    async def create_integration(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create an integration; returns it with its ``_id``."""
+        url = f"{self._base}{INTEGRATIONS_PATH}"
+        try:
+            resp = await self._call("POST", url, body=body, submission=True)
+        except SubmissionLost:
+            # The create may have happened: reuse it rather than hit duplicateExternalPlatform.
+            platform = str(body.get("externalPlatform", ""))
+            for found in await self.fetch_integrations(platform):
+                if found.get("groupId") == body.get("groupId"):
+                    return found
+            resp = await self._call("POST", url, body=body, submission=True)
+        return _object(resp, "POST /api/v2/integrations")
+
+    async def patch_integration(self, integration_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Change some fields of an integration; returns the updated integration."""
+        url = f"{self._base}{INTEGRATIONS_PATH}/{quote(integration_id, safe='')}"
+        return _object(await self._call("PATCH", url, body=body), "PATCH /api/v2/integrations")
+
+    async def submit_bulk(
+        self, op_type: OperationType, integration_id: str, items: Sequence[Mapping[str, Any]]
+    ) -> str:
+        """Submit one bulk batch; returns the operation's absolute ``Location``.
+
+        Raises:
+            SubmissionLost: the request was sent but its answer lost; it may have been accepted.
+        """
+        method, suffix = _BULK_ROUTES[op_type]
+        url = f"{self._base}/api/v2/bulk/integrations/{quote(integration_id, safe='')}/{suffix}"
+        resp = await self._call(method, url, body={"input": list(items)}, submission=True)
+        if not resp.location:
+            raise ApiError(f"{method} {_path(url)} -> {resp.status} without a Location header")
+        return resp.location
+
+    async def fetch_operation(self, location_or_id: str) -> dict[str, Any]:
+        """The current state of one bulk operation."""
+        return _object(await self._call("GET", self.operation_url(location_or_id)), "GET operation")
+
+    async def fetch_results(self, location_or_id: str) -> list[dict[str, Any]]:
+        """The per-item results of a finished bulk operation (400 ``bulkOperationNotRun`` before)."""
+        resp = await self._call("GET", self.operation_url(location_or_id) + "/results")
+        if not isinstance(resp.data, list):
+            raise ApiError("GET operation results: the answer is not a JSON array", status=resp.status)
+        return [dict(item) for item in resp.data if isinstance(item, Mapping)]
+
+    async def fetch_operations(
+        self,
+        *,
+        op_type: OperationType | str | None = None,
+        created_gte: datetime | None = None,
+        created_lt: datetime | None = None,
+        status: OperationStatus | str | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Bulk operations matching the filters, following every page."""
+        params: dict[str, str] = {}
+        if op_type is not None:
+            params["type[eq]"] = str(op_type)
+        if created_gte is not None:
+            params["createdAt[gte]"] = _iso_seconds(created_gte)
+        if created_lt is not None:
+            params["createdAt[lt]"] = _iso_seconds(created_lt)
+        if status is not None:
+            params["status[eq]"] = str(status)
+        async for item in self._pages(f"{self._base}{OPERATIONS_PATH}", params or None):
+            yield item
+
+    # ----------------------------------------------------------------- machinery
+
+    async def _pages(self, url: str, params: Mapping[str, str] | None) -> AsyncIterator[dict[str, Any]]:
+        """Items of a paginated list, following ``Link: <url>; rel="next"``."""
+        next_url: str | None = url
+        while next_url is not None:
+            resp = await self._call("GET", next_url, params=params)
+            if not isinstance(resp.data, list):
+                raise ApiError(f"GET {_path(next_url)}: the answer is not a JSON array", status=resp.status)
+            for item in resp.data:
+                if isinstance(item, Mapping):
+                    yield dict(item)
+            # The next URL carries the original filters in its cursor.
+            next_url, params = resp.next_url, None
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        submission: bool = False,
+    ) -> _Response:
+        """The retry loop: repeat ``_request`` while the error is retryable and time remains."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._api.retry_seconds
+        attempt = 0
+        while True:
+            try:
+                return await self._request(method, url, body=body, params=params, submission=submission)
+            except ApiUnavailable as err:
+                if not err.retryable:  # SubmissionLost: the caller must look before resending
+                    raise
+                delay = self._backoff.delay(attempt, err.retry_after)
+                attempt += 1
+                if loop.time() + delay > deadline:
+                    raise ApiUnavailable(
+                        f"{err} (gave up after {attempt} attempts)",
+                        status=err.status,
+                        code=err.code,
+                        retry_after=err.retry_after,
+                    ) from err
+                await asyncio.sleep(delay)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        submission: bool = False,
+        auth: bool = True,
+    ) -> _Response:
+        """Send one request (renewing the token once on a 401); translate every failure."""
+        for renewed in (False, True):
+            token = await self._ensure_token() if auth else None
+            status, data, text, resp_url, headers, links = await self._send(
+                method, url, body=body, params=params, token=token, submission=submission
+            )
+            if status == 401 and auth and not renewed:
+                # Expired or revoked early: drop it (unless a concurrent call already did) and retry once.
+                if self._token == token:
+                    self._token = None
+                continue
+            break
+        where = f"{method} {_path(url)}"
+        if status < 400:
+            location = headers.get("Location")
+            nxt = links.get("next")
+            return _Response(
+                status=status,
+                data=data,
+                location=str(resp_url.join(URL(location))) if location else None,
+                next_url=str(nxt["url"]) if nxt and "url" in nxt else None,
+            )
+        code, message = _error_of(data, text)
+        detail = self._scrub(f"{where} -> {status} {code or ''}: {message}".replace("  ", " "))
+        if status == 429 or status >= 500:
+            raise ApiUnavailable(
+                detail, status=status, code=code, retry_after=_retry_after(headers.get("Retry-After"))
+            )
+        raise ApiError(detail, status=status, code=code)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any,
+        params: Mapping[str, str] | None,
+        token: str | None,
+        submission: bool,
+    ) -> tuple[int, Any, str, URL, Mapping[str, str], Mapping[str, Any]]:
+        """One HTTP exchange under the rate limiter and the per-request timeout."""
+        if self._session is None:
+            raise SyncerError("ApiClient used outside 'async with' and without a session")
+        _no_hidden_retries(self._session)
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+            headers["360-api-version"] = API_VERSION
+        payload = None
+        if body is not None:
+            payload = orjson.dumps(body)
+            headers["Content-Type"] = "application/json"
+        await (self._writes if method in _WRITES else self._reads).acquire()
+        self._sent[method] += 1
+        where = f"{method} {_path(url)}"
+        try:
+            async with asyncio.timeout(self._api.timeout_seconds):
+                async with self._session.request(
+                    method, url, data=payload, params=params, headers=headers, allow_redirects=False
+                ) as resp:
+                    raw = await resp.read()
+                    status, resp_url = resp.status, resp.url
+                    resp_headers: Mapping[str, str] = resp.headers
+                    links: Mapping[str, Any] = resp.links
+        except aiohttp.ClientConnectorError as exc:
+            # The connection was never established: nothing reached the server, always safe to retry.
+            raise ApiUnavailable(f"{where}: cannot connect ({type(exc).__name__})") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            kind = "timed out" if isinstance(exc, TimeoutError) else f"failed ({type(exc).__name__})"
+            if submission:
+                raise SubmissionLost(
+                    f"{where}: {kind} after sending; it may have been accepted, "
+                    "so look for it among recent operations before sending again"
+                ) from exc
+            raise ApiUnavailable(f"{where}: {kind}") from exc
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            data = orjson.loads(raw) if raw.strip() else None
+        except orjson.JSONDecodeError:
+            data = None
+        return status, data, text, resp_url, resp_headers, links
+
+    async def _ensure_token(self) -> str:
+        """A valid access token, requested when missing or close to expiry."""
+        loop = asyncio.get_running_loop()
+        async with self._token_lock:
+            if self._token is not None and loop.time() < self._token_renew_at:
+                return self._token
+            body = {
+                "grant_type": "client_credentials",
+                "client_id": self._api.client_id,
+                "client_secret": self._api.client_secret.reveal(),
+            }
+            if self._api.company_id:
+                body["company_id"] = self._api.company_id
+            resp = await self._request("POST", f"{self._base}{TOKEN_PATH}", body=body, auth=False)
+            data = resp.data if isinstance(resp.data, Mapping) else {}
+            token = data.get("access_token")
+            if not isinstance(token, str) or not token:
+                raise ApiError("POST /api/v2/oauth2/token: the answer holds no access_token")
+            lifetime = _seconds(data.get("expires_in"))
+            self._token = token
+            self._token_renew_at = loop.time() + lifetime - min(_TOKEN_MARGIN_SECONDS, lifetime / 10)
+            return token
+
+    def _scrub(self, message: str) -> str:
+        """Remove the secret and the token from a message built from an answer."""
+        for secret in (self._api.client_secret.reveal(), self._token):
+            if secret:
+                message = message.replace(secret, "***")
+        return message
+
+
+def _no_hidden_retries(session: aiohttp.ClientSession) -> None:
+    """Stop aiohttp from silently resending a PUT/DELETE whose connection dropped.
+
+    aiohttp retries "idempotent" methods once on a dropped connection (RFC 9112 §9.3.1), but a
+    bulk PUT or DELETE creates a new operation each time: resending it would break exactly-once.
+    aiohttp exposes no public switch; its own test client flips this same attribute.
+    """
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+
+
+def _seconds(value: Any) -> float:
+    """``expires_in`` as seconds: the spec types it number, its examples show a string."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    # An unreadable lifetime is treated as short, so a bad guess costs one extra token request.
+    return seconds if math.isfinite(seconds) and seconds > 0 else 60.0
+
+
+def _object(resp: _Response, where: str) -> dict[str, Any]:
+    """The answer as a JSON object, or an ApiError saying it was not one."""
+    if not isinstance(resp.data, Mapping):
+        raise ApiError(f"{where}: the answer is not a JSON object", status=resp.status)
+    return dict(resp.data)
+
+
+def _path(url: str) -> str:
+    """The path of a URL, for messages (never its credentials or query)."""
+    return urlsplit(url).path or "/"
+
+
+def _redacted(url: str) -> str:
+    """A base URL without any user info."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.scheme}://{host}{parts.path}"
