@@ -83,7 +83,112 @@ def cli(ctx: click.Context, debug: bool, log_format: str) -> None:
 @CONFIG_ARG
 def validate(config_path: Path) -> None:
     """Check a config and the first rows of its sources, offline."""
-    raise SyncerError("validate is not implemented yet")
+    # Imported here so that `syncer --help` stays fast and free of the heavier stages.
+    from syncer.config import load_config
+    from syncer.mapping import check_columns
+
+    config = load_config(config_path)
+    problems = check_columns(config)
+    if problems:
+        raise ConfigError(problems)
+    integrations, sources = len(config.integrations), len(config.sources)
+    click.echo(
+        f"{config_path}: valid ({integrations} integration{'s' * (integrations != 1)}, "
+        f"{sources} source{'s' * (sources != 1)})"
+    )
+
+
+@cli.command()
+@CONFIG_ARG
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="text for a terminal, json for tools, markdown for a pull-request comment.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also save the plan (JSON) for `syncer apply CONFIG PLANFILE`.",
+)
+@click.option("--integration", "integrations", multiple=True, help="Plan only this integration (repeatable).")
+@click.option(
+    "--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes, 0 when it has none."
+)
+def plan(
+    config_path: Path, fmt: str, out: Path | None, integrations: tuple[str, ...], detailed_exitcode: bool
+) -> None:
+    """Show what apply would send: courses, statistics, archives, and the invalid rows."""
+    from syncer.config import load_config
+    from syncer.ledger import Ledger
+    from syncer.planner import build_plan, save_plan
+    from syncer.report import plan_data, render_plan
+
+    config = load_config(config_path)
+    ledger = Ledger.open(config.ledger_url.reveal())
+    try:
+        with build_plan(config, ledger, integrations=integrations or None) as computed:
+            if out is not None:
+                save_plan(out, computed, config, plan_data(computed), integrations=integrations or None)
+            click.echo(render_plan(computed, fmt), nl=False)
+            changed = computed.has_changes
+    finally:
+        ledger.close()
+    if detailed_exitcode and changed:
+        sys.exit(2)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8360, show_default=True, help="Port to listen on (0: any free).")
+@click.option(
+    "--users",
+    "users_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File of known learner mails, one a line; others become item errors. Default: any mail.",
+)
+@click.option("--token-lifetime", type=float, default=3600.0, show_default=True, help="Token lifetime (s).")
+@click.option("--op-seconds", type=float, default=0.2, show_default=True, help="Operation duration (s).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated ids and tokens.")
+def simulator(
+    host: str, port: int, users_path: Path | None, token_lifetime: float, op_seconds: float, seed: int
+) -> None:
+    """Run the built-in 360Learning API simulator until Ctrl-C."""
+    import asyncio
+
+    from syncer.simulator import (
+        DEMO_CLIENT_ID,
+        DEMO_CLIENT_SECRET,
+        DEMO_COMPANY_ID,
+        Simulator,
+        SimulatorSettings,
+        load_users,
+        serve_forever,
+    )
+
+    settings = SimulatorSettings(
+        host=host,
+        port=port,
+        users=load_users(users_path) if users_path else None,
+        token_lifetime=token_lifetime,
+        op_seconds=op_seconds,
+        seed=seed,
+    )
+
+    def announce(sim: Simulator) -> None:
+        click.echo(f"360Learning API simulator listening on {sim.base_url}")
+        click.echo(f"  client_id:     {DEMO_CLIENT_ID}")
+        click.echo(f"  client_secret: {DEMO_CLIENT_SECRET}")
+        click.echo(f"  company_id:    {DEMO_COMPANY_ID}")
+        click.echo(f"  state: GET {sim.base_url}/_sim/state   faults: POST {sim.base_url}/_sim/faults")
+        click.echo("Press Ctrl-C to stop.")
+
+    try:
+        asyncio.run(serve_forever(settings, announce))
+    except KeyboardInterrupt:
+        click.echo("Simulator stopped.", err=True)
 
 
 def main() -> None:
