@@ -19,6 +19,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SHARED = ROOT.parent / "shared" / "reference" / "openapi"
 OUT = ROOT / "tests" / "openapi" / "facts.json"
+# The simulator validates requests with the same facts; it ships inside the package.
+COPIES = (OUT, ROOT / "syncer" / "simulator" / "openapi.json")
 
 PATHS = {
     "bulk": [

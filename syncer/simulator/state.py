@@ -1,0 +1,480 @@
+"""The simulated platform's live state: tokens, integrations, courses, attempts, operations.
+
+Time is a ``SimClock`` that tests may advance. Operations move through their statuses as a
+function of time; ``tick()`` (run before every request and by a background task) applies the
+items that are due, in submission order, then input order.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from syncer.models import OperationStatus, OperationType
+from syncer.simulator import rules
+from syncer.simulator.faults import FaultBook
+from syncer.simulator.settings import SimClient, SimulatorSettings
+
+
+class SimClock:
+    """Wall-clock time plus an offset that tests can advance."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+
+    def now(self) -> float:
+        """Seconds since the epoch, simulated."""
+        return time.time() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Jump forward: tokens age, operations progress, rate windows slide."""
+        self._offset += seconds
+
+
+def iso(moment: float) -> str:
+    """An epoch time as the API's UTC timestamp."""
+    return rules.format_time(datetime.fromtimestamp(moment, UTC))
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a token speaks for."""
+
+    client_id: str
+    company_id: str
+    scopes: frozenset[str]
+    expires_at: float
+
+
+class Operation:
+    """One bulk operation; its status is a function of the time."""
+
+    def __init__(
+        self,
+        *,
+        op_id: str,
+        seq: int,
+        op_type: OperationType,
+        company_id: str,
+        integration_id: str,
+        items: list[Any],
+        created: float,
+        duration: float,
+        fail_message: str | None,
+    ) -> None:
+        self.op_id = op_id
+        self.seq = seq
+        self.type = op_type
+        self.company_id = company_id
+        self.integration_id = integration_id
+        self.items = items
+        self.created = created
+        # UNDOCUMENTED: pacing. pending for the first 10% of op_seconds, queued until 20%,
+        # running until 100%; items are applied progressively while running.
+        self.queued = created + 0.1 * duration
+        self.started = created + 0.2 * duration
+        self.ended = created + duration
+        self.fail_message = fail_message
+        self.results: list[dict[str, Any]] = []
+        self.finished = False
+
+    def status(self, now: float) -> OperationStatus:
+        """The status at ``now``."""
+        if now >= self.ended:
+            return OperationStatus.ERROR if self.fail_message else OperationStatus.COMPLETED
+        if now >= self.started:
+            return OperationStatus.RUNNING
+        if now >= self.queued:
+            return OperationStatus.QUEUED
+        return OperationStatus.PENDING
+
+    def due(self, now: float) -> int:
+        """How many items should have been processed at ``now``."""
+        if self.fail_message:
+            # UNDOCUMENTED: an operation ending in `error` applies none of its items.
+            return 0
+        if now >= self.ended:
+            return len(self.items)
+        if now < self.started:
+            return 0
+        share = (now - self.started) / (self.ended - self.started)
+        return min(len(self.items), int(len(self.items) * share))
+
+    def dto(self, now: float) -> dict[str, Any]:
+        """The official DTO of this operation's status at ``now`` (one of the five shapes)."""
+        status = self.status(now)
+        out: dict[str, Any] = {
+            "_id": self.op_id,
+            "type": str(self.type),
+            "createdAt": iso(self.created),
+            "status": str(status),
+        }
+        if status is OperationStatus.PENDING:
+            return out
+        out["queuedAt"] = iso(self.queued)
+        if status is OperationStatus.QUEUED:
+            return out
+        out["startedAt"] = iso(self.started)
+        done = len(self.results)
+        if status is OperationStatus.RUNNING:
+            span = self.ended - self.started
+            reached = self.started + (span * done / len(self.items) if self.items else 0.0)
+        else:
+            out["endedAt"] = iso(self.ended)
+            reached = self.ended
+        # UNDOCUMENTED: progress.index counts the processed items (1-based index of the last
+        # processed one; 0 before the first).
+        out["progress"] = {"index": done, "updatedAt": iso(reached)}
+        if status is OperationStatus.ERROR:
+            out["errorMessage"] = self.fail_message
+        return out
+
+
+class SimState:
+    """The whole simulated platform. Every public method is safe to call from any thread."""
+
+    def __init__(self, settings: SimulatorSettings) -> None:
+        self.settings = settings
+        self.clock = SimClock()
+        self.faults = FaultBook()
+        self._lock = threading.RLock()
+        self._rng = random.Random(settings.seed)
+        self._clients = {client.client_id: client for client in settings.clients}
+        self._tokens: dict[str, Principal] = {}
+        self._reset_data()
+
+    def _reset_data(self) -> None:
+        self.integrations: dict[str, dict[str, Any]] = {}
+        self.integration_company: dict[str, str] = {}
+        self.courses: dict[tuple[str, str], dict[str, Any]] = {}
+        self.attempts: dict[tuple[str, str, str], tuple[rules.Attempt, ...]] = {}
+        self.operations: dict[str, Operation] = {}
+        self.journal: deque[dict[str, Any]] = deque(maxlen=self.settings.journal_limit)
+        self.peak_operations: dict[str, int] = {}
+        self.peak_writes: dict[str, int] = {}
+        self.peak_reads: dict[str, int] = {}
+        self._windows: dict[tuple[str, str], deque[float]] = {}
+        self._active: list[Operation] = []
+        self._seq = 0
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the state's lock (for a caller doing several steps at once)."""
+        with self._lock:
+            yield
+
+    def new_id(self) -> str:
+        """A fresh 24-hex ObjectId (deterministic for a given seed)."""
+        with self._lock:
+            return f"{self._rng.getrandbits(96):024x}"
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    # -- control ---------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget all data, journal, peaks and fault rules; issued tokens stay valid."""
+        with self._lock:
+            self._reset_data()
+            self.faults.clear()
+
+    def expire_tokens(self) -> None:
+        """Invalidate every issued token now."""
+        with self._lock:
+            self._tokens.clear()
+
+    def add_integration(
+        self,
+        *,
+        _id: str | None = None,
+        externalPlatform: str = "Simulated Platform",
+        groupId: str | None = None,
+        authorId: str | None = None,
+        company_id: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Create an integration directly (no request, no checks) and return its DTO."""
+        with self._lock:
+            integration = {
+                "_id": _id or self.new_id(),
+                "externalPlatform": externalPlatform,
+                "groupId": groupId or self.new_id(),
+                "authorId": authorId or self.new_id(),
+                **extra,
+            }
+            self.store_integration(integration, company_id or self.settings.clients[0].company_id)
+            return dict(integration)
+
+    def store_integration(self, integration: dict[str, Any], company_id: str) -> None:
+        """Insert or replace an integration of a company."""
+        with self._lock:
+            self.integrations[integration["_id"]] = {"_seq": self._next_seq(), **integration}
+            self.integration_company[integration["_id"]] = company_id
+
+    def integration(self, company_id: str, integration_id: str) -> dict[str, Any] | None:
+        """The integration's DTO when it exists and belongs to the company."""
+        with self._lock:
+            found = self.integrations.get(integration_id)
+            if found is None or self.integration_company.get(integration_id) != company_id:
+                return None
+            return {k: v for k, v in found.items() if k != "_seq"}
+
+    def company_integrations(self, company_id: str) -> list[tuple[int, dict[str, Any]]]:
+        """The company's integrations as (sequence, DTO), oldest first."""
+        with self._lock:
+            return [
+                (data["_seq"], {k: v for k, v in data.items() if k != "_seq"})
+                for key, data in self.integrations.items()
+                if self.integration_company.get(key) == company_id
+            ]
+
+    def delete_integration(self, integration_id: str) -> None:
+        """Remove an integration; its courses are archived."""
+        with self._lock:
+            self.integrations.pop(integration_id, None)
+            for (owner, _external), course in self.courses.items():
+                if owner == integration_id:
+                    course["archived"] = True
+
+    # -- tokens and limits -----------------------------------------------------------------
+
+    def client(self, client_id: str) -> SimClient | None:
+        """The configured client of that id."""
+        return self._clients.get(client_id)
+
+    def issue_token(self, client: SimClient) -> str:
+        """A new opaque token for the client."""
+        with self._lock:
+            token = f"{self._rng.getrandbits(192):048x}"
+            self._tokens[token] = Principal(
+                client_id=client.client_id,
+                company_id=client.company_id,
+                scopes=client.scopes,
+                expires_at=self.clock.now() + self.settings.token_lifetime,
+            )
+            return token
+
+    def principal(self, token: str) -> Principal | None:
+        """Who the token speaks for, unless it is unknown, revoked or expired."""
+        with self._lock:
+            found = self._tokens.get(token)
+            if found is None or found.expires_at <= self.clock.now():
+                return None
+            return found
+
+    def count_request(self, company_id: str, write: bool) -> bool:
+        """Record one request in the company's 1 s window; False when it is over the rate."""
+        kind = "write" if write else "read"
+        rate = self.settings.write_rate if write else self.settings.read_rate
+        with self._lock:
+            now = self.clock.now()
+            window = self._windows.setdefault((company_id, kind), deque())
+            while window and window[0] <= now - 1.0:
+                window.popleft()
+            # UNDOCUMENTED: every request counts, refused ones included.
+            window.append(now)
+            peaks = self.peak_writes if write else self.peak_reads
+            peaks[company_id] = max(peaks.get(company_id, 0), len(window))
+            return rate is None or len(window) <= rate
+
+    def unfinished(self, company_id: str) -> int:
+        """How many of the company's operations are not finished."""
+        with self._lock:
+            now = self.clock.now()
+            return sum(1 for op in self.operations.values() if op.company_id == company_id and now < op.ended)
+
+    def record(self, method: str, path: str, status: int | None) -> None:
+        """Append one request to the journal (no headers, no bodies: they may hold secrets)."""
+        with self._lock:
+            self.journal.append(
+                {"method": method, "path": path, "status": status, "time": iso(self.clock.now())}
+            )
+
+    # -- operations ------------------------------------------------------------------------
+
+    def submit(
+        self,
+        company_id: str,
+        integration_id: str,
+        op_type: OperationType,
+        items: list[Any],
+        fail_message: str | None = None,
+    ) -> Operation:
+        """Create an operation; it runs for ``op_seconds``."""
+        with self._lock:
+            op = Operation(
+                op_id=self.new_id(),
+                seq=self._next_seq(),
+                op_type=op_type,
+                company_id=company_id,
+                integration_id=integration_id,
+                items=items,
+                created=self.clock.now(),
+                duration=self.settings.op_seconds,
+                fail_message=fail_message,
+            )
+            count = self.unfinished(company_id) + 1
+            self.operations[op.op_id] = op
+            self._active.append(op)
+            self.peak_operations[company_id] = max(self.peak_operations.get(company_id, 0), count)
+            self.tick()
+            return op
+
+    def operation(self, company_id: str, op_id: str) -> Operation | None:
+        """The company's operation of that id."""
+        with self._lock:
+            op = self.operations.get(op_id)
+            return op if op is not None and op.company_id == company_id else None
+
+    def tick(self) -> None:
+        """Apply every item that is due by now, operation by operation in submission order."""
+        with self._lock:
+            now = self.clock.now()
+            for op in self._active:
+                due = op.due(now)
+                while len(op.results) < due:
+                    item = op.items[len(op.results)]
+                    op.results.append(self._apply(op, item))
+                op.finished = now >= op.ended
+            self._active = [op for op in self._active if not op.finished]
+
+    def _apply(self, op: Operation, item: Any) -> dict[str, Any]:
+        if op.type is OperationType.IMPORT_COURSES:
+            outcome = self._import_course(op, item)
+        elif op.type is OperationType.ARCHIVE_COURSES:
+            outcome = self._archive_course(op, item)
+        else:
+            outcome = self._import_statistic(op, item)
+        # UNDOCUMENTED: resourceId is the 360Learning course id (courses, archives) or the
+        # attempt id (statistics).
+        if outcome[0] == "success":
+            return {"input": item, "status": "success", "resourceId": outcome[1]}
+        return {"input": item, "status": "error", "errorMessage": outcome[1]}
+
+    def _import_course(self, op: Operation, item: Any) -> tuple[str, str]:
+        # UNDOCUMENTED: an item that violates the schema is an item error, not a 400 for the call.
+        problem = rules.problem("bulk", "ExternalCourseDTO", item)
+        if problem:
+            return "error", f"Invalid course: {problem}"
+        key = (op.integration_id, item["externalId"])
+        existing = self.courses.get(key)
+        course_id = existing["courseId"] if existing else self.new_id()
+        # UNDOCUMENTED: re-importing an archived course makes it live again.
+        self.courses[key] = {"courseId": course_id, "archived": False, "course": item}
+        return "success", course_id
+
+    def _archive_course(self, op: Operation, item: Any) -> tuple[str, str]:
+        problem = rules.problem("bulk", "ArchiveExternalCourseDTO", item)
+        if problem:
+            return "error", f"Invalid archive item: {problem}"
+        existing = self.courses.get((op.integration_id, item["externalId"]))
+        if existing is None:
+            return "error", f"Course with externalId {item['externalId']!r} not found in this integration"
+        # UNDOCUMENTED: archiving an already archived course succeeds again (idempotent).
+        existing["archived"] = True
+        return "success", str(existing["courseId"])
+
+    def _find_course(self, integration_id: str, identifier: dict[str, Any]) -> dict[str, Any] | None:
+        if identifier["type"] == "externalId":
+            return self.courses.get((integration_id, identifier["value"]))
+        # UNDOCUMENTED: an internalId course must belong to the same integration.
+        for (owner, _external), course in self.courses.items():
+            if owner == integration_id and course["courseId"] == identifier["value"]:
+                return course
+        return None
+
+    def _import_statistic(self, op: Operation, item: Any) -> tuple[str, str]:
+        problem = rules.problem("bulk", "ImportExternalStatisticsDTO", item)
+        if problem:
+            return "error", f"Invalid statistic: {problem}"
+        try:
+            stat = rules.build_statistic(item)
+        except ValueError as exc:
+            return "error", f"Invalid statistic: {exc}"
+        if stat.last_activity_at < stat.first_activity_at:
+            # UNDOCUMENTED: lastActivityAt before firstActivityAt is an item error.
+            return "error", "Invalid statistic: lastActivityAt is before firstActivityAt"
+        course_ref, user_ref = item["courseIdentifier"], item["userIdentifier"]
+        course = self._find_course(op.integration_id, course_ref)
+        if course is None:
+            return "error", f"Course {course_ref['type']} {course_ref['value']!r} not found"
+        if course["archived"]:
+            return "error", f"Course {course_ref['type']} {course_ref['value']!r} is archived"
+        if user_ref["type"] == "mail":
+            # UNDOCUMENTED: mails are compared case-insensitively.
+            user = f"mail:{user_ref['value'].strip().lower()}"
+            users = self.settings.users
+            if users is not None and user[5:] not in {mail.lower() for mail in users}:
+                return "error", f"User with mail {user_ref['value']!r} not found"
+        else:
+            if not rules.is_object_id(user_ref["value"]):
+                return "error", f"User internalId {user_ref['value']!r} is not a valid id"
+            # UNDOCUMENTED: every well-formed internalId is a known learner.
+            user = f"internalId:{user_ref['value'].lower()}"
+        key = (op.integration_id, str(course["courseId"]), user)
+        attempts, touched = rules.apply_statistic(self.attempts.get(key, ()), stat, self.new_id())
+        self.attempts[key] = attempts
+        return "success", touched.attempt_id
+
+    # -- views -----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything, as the JSON data of ``GET /_sim/state``."""
+        with self._lock:
+            self.tick()
+            now = self.clock.now()
+            return {
+                "now": iso(now),
+                "integrations": [
+                    {**dto, "companyId": self.integration_company[dto["_id"]]}
+                    for company in sorted(set(self.integration_company.values()))
+                    for _seq, dto in self.company_integrations(company)
+                ],
+                "courses": [
+                    {
+                        "integrationId": owner,
+                        "externalId": external,
+                        "courseId": course["courseId"],
+                        "status": "archived" if course["archived"] else "live",
+                        "course": course["course"],
+                    }
+                    for (owner, external), course in self.courses.items()
+                ],
+                "attempts": [
+                    {
+                        "integrationId": owner,
+                        "courseId": course_id,
+                        "user": user,
+                        "attempts": [attempt.as_json() for attempt in attempts],
+                    }
+                    for (owner, course_id, user), attempts in self.attempts.items()
+                ],
+                "operations": [
+                    {
+                        **op.dto(now),
+                        "companyId": op.company_id,
+                        "integrationId": op.integration_id,
+                        "items": len(op.items),
+                        "processed": len(op.results),
+                        "successes": sum(1 for r in op.results if r["status"] == "success"),
+                        "errors": sum(1 for r in op.results if r["status"] == "error"),
+                    }
+                    for op in self.operations.values()
+                ],
+                "journal": list(self.journal),
+                "peaks": {
+                    "unfinished_operations": dict(self.peak_operations),
+                    "writes_per_second": dict(self.peak_writes),
+                    "reads_per_second": dict(self.peak_reads),
+                },
+                "faults": self.faults.as_json(),
+            }
