@@ -51,10 +51,18 @@ PROSE = {
 }
 
 
-def strip(node: Any) -> Any:
-    """Drop prose keys and vendor extensions, recursively."""
+def strip(node: Any, names: bool = False) -> Any:
+    """Drop prose keys and vendor extensions, recursively.
+
+    ``names``: the dict maps property names to schemas (``properties``), so a property called
+    ``description`` or ``title`` is a fact to keep, not prose.
+    """
     if isinstance(node, dict):
-        return {k: strip(v) for k, v in node.items() if k not in PROSE and not k.startswith("x-")}
+        return {
+            k: strip(v, names=(k == "properties" and not names))
+            for k, v in node.items()
+            if names or (k not in PROSE and not k.startswith("x-"))
+        }
     if isinstance(node, list):
         return [strip(v) for v in node]
     return node
@@ -115,17 +123,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     text = render(build(args.shared))
     if args.check:
-        if not OUT.is_file() or OUT.read_text("utf-8") != text:
+        stale = [p for p in COPIES if not p.is_file() or p.read_text("utf-8") != text]
+        for path in stale:
             print(
-                f"{OUT.relative_to(ROOT)} no longer matches {args.shared}: run "
+                f"{path.relative_to(ROOT)} no longer matches {args.shared}: run "
                 "python scripts/extract_openapi.py",
                 file=sys.stderr,
             )
+        if stale:
             return 1
-        print("extract_openapi: tests/openapi/facts.json matches the official documents")
+        print("extract_openapi: the facts extracts match the official documents")
         return 0
-    OUT.write_text(text, "utf-8")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    for path in COPIES:
+        path.write_text(text, "utf-8")
+        print(f"wrote {path.relative_to(ROOT)}")
     return 0
 
 

@@ -1,0 +1,237 @@
+"""Read sources (CSV, JSON Lines, SQL) as lazy streams of rows, each with its origin.
+
+Memory does not grow with the source: files are read line by line and SQL queries run on a
+server-side cursor (``stream_results`` with ``yield_per``). Every read failure becomes a
+SourceError naming the file and line (or the source and row); nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Generator
+from contextlib import closing
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from syncer.config import SourceConfig, SourceKind, redact_url
+from syncer.errors import SourceError
+from syncer.models import Row
+
+__all__ = ["SQL_BATCH_ROWS", "load_columns", "load_rows"]
+
+SQL_BATCH_ROWS = 1000
+"""Rows fetched per round trip from an SQL source's server-side cursor."""
+
+
+def load_rows(source: SourceConfig) -> Generator[Row, None, None]:
+    """Stream the rows of ``source``; raises SourceError (with file:line) while iterating."""
+    if source.kind is SourceKind.CSV:
+        return _csv_rows(source)
+    if source.kind is SourceKind.JSONL:
+        return _jsonl_rows(source)
+    return _sql_rows(source)
+
+
+def load_columns(source: SourceConfig) -> list[str]:
+    """The source's column names: CSV header, first JSON object's keys, or the query's columns."""
+    if source.kind is SourceKind.CSV:
+        with _open_text(source) as stream:
+            reader = csv.reader(stream, delimiter=source.delimiter)
+            return _csv_header(source, reader)
+    if source.kind is SourceKind.JSONL:
+        for row in _jsonl_rows(source):
+            return list(row.values)
+        return []
+    with closing(_sql_cursor(source)) as cursor:
+        return next(cursor)  # the first item the generator yields is the column list
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+def _path(source: SourceConfig) -> Path:
+    if source.path is None:
+        raise SourceError(f"source {source.name!r} has no file path{_declared(source)}")
+    return source.path
+
+
+def _declared(source: SourceConfig) -> str:
+    return f" (source {source.name!r} declared at {source.where})" if source.where else ""
+
+
+def _encoding(source: SourceConfig) -> str:
+    # utf-8-sig reads a byte-order mark away (Excel writes one) and is plain utf-8 otherwise.
+    try:
+        name = codecs.lookup(source.encoding).name
+    except LookupError as exc:
+        raise SourceError(
+            f"{_path(source)}: unknown encoding {source.encoding!r}{_declared(source)}"
+        ) from exc
+    return "utf-8-sig" if name == "utf-8" else source.encoding
+
+
+def _open_text(source: SourceConfig) -> IO[str]:
+    path = _path(source)
+    encoding = _encoding(source)
+    try:
+        return path.open("r", encoding=encoding, newline="")
+    except FileNotFoundError as exc:
+        raise SourceError(f"{path}: file not found{_declared(source)}") from exc
+    except IsADirectoryError as exc:
+        raise SourceError(f"{path}: is a directory, not a file{_declared(source)}") from exc
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}{_declared(source)}") from exc
+
+
+def _decode_error(source: SourceConfig, exc: UnicodeDecodeError) -> SourceError:
+    """Name the physical line of a decoding error (the text layer decodes ahead in chunks)."""
+    path = _path(source)
+    decoder = codecs.getincrementaldecoder(_encoding(source))()
+    line = 1
+    try:
+        with path.open("rb") as raw:
+            for chunk in raw:
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    break
+                line += chunk.count(b"\n")
+    except OSError:  # pragma: no cover - the file vanished between two reads
+        pass
+    return SourceError(
+        f"{path}:{line}: cannot decode the file as {source.encoding} ({exc.reason});"
+        f" set the source's encoding{_declared(source)}"
+    )
+
+
+def _csv_header(source: SourceConfig, reader: Any) -> list[str]:
+    try:
+        for header in reader:
+            if header:
+                return [name.strip() for name in header]
+    except UnicodeDecodeError as exc:
+        raise _decode_error(source, exc) from exc
+    except csv.Error as exc:
+        raise SourceError(f"{_path(source)}:{reader.line_num}: {exc}") from exc
+    return []
+
+
+def _csv_rows(source: SourceConfig) -> Generator[Row, None, None]:
+    path = _path(source)
+    name = path.name
+    with _open_text(source) as stream:
+        reader = csv.reader(stream, delimiter=source.delimiter)
+        header = _csv_header(source, reader)
+        width = len(header)
+        line = reader.line_num
+        try:
+            for values in reader:
+                # A quoted value may span lines: the record starts after the previous one ended.
+                start, line = line + 1, reader.line_num
+                if len(values) == width:
+                    yield Row(f"{name}:{start}", dict(zip(header, values, strict=True)))
+                elif values:  # csv gives [] for a blank line: skip it
+                    raise SourceError(
+                        f"{path}:{start}: {len(values)} values, but the header has {width} columns"
+                        f"{_declared(source)}"
+                    )
+        except UnicodeDecodeError as exc:
+            raise _decode_error(source, exc) from exc
+        except csv.Error as exc:
+            raise SourceError(f"{path}:{reader.line_num}: {exc}{_declared(source)}") from exc
+
+
+def _jsonl_rows(source: SourceConfig) -> Generator[Row, None, None]:
+    path = _path(source)
+    name = path.name
+    with _open_text(source) as stream:
+        try:
+            for number, text in enumerate(stream, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    value = orjson.loads(text)
+                except orjson.JSONDecodeError as exc:
+                    raise SourceError(
+                        f"{path}:{number}: not valid JSON ({exc.msg}){_declared(source)}"
+                    ) from exc
+                if not isinstance(value, dict):
+                    raise SourceError(
+                        f"{path}:{number}: a JSON {_json_kind(value)}, not an object{_declared(source)}"
+                    )
+                yield Row(f"{name}:{number}", value)
+        except UnicodeDecodeError as exc:
+            raise _decode_error(source, exc) from exc
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+# --- SQL ---------------------------------------------------------------------------------------
+
+
+def _sql_rows(source: SourceConfig) -> Generator[Row, None, None]:
+    cursor = _sql_cursor(source)
+    with closing(cursor):
+        columns = next(cursor)
+        for number, values in enumerate(cursor, start=1):
+            yield Row(f"{source.name} row {number}", dict(zip(columns, values, strict=True)))
+
+
+def _sql_cursor(source: SourceConfig) -> Generator[Any, None, None]:
+    """Yield the column list, then each row's tuple; SQLAlchemy errors become SourceError."""
+    # Imported here: a config with only file sources never pays for SQLAlchemy's import.
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if source.url is None or not source.query:
+        raise SourceError(f"source {source.name!r} needs an SQL url and query{_declared(source)}")
+    url = source.url.reveal()
+    engine = None
+    try:
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=SQL_BATCH_ROWS).execute(
+                text(source.query)
+            )
+            with result:
+                yield [str(key) for key in result.keys()]  # noqa: SIM118 - a Result, not a dict
+                for row in result:
+                    yield tuple(row)
+    except SQLAlchemyError as exc:
+        raise SourceError(_sql_message(source, url, exc)) from exc
+    except ImportError as exc:  # a missing DB driver surfaces as a plain ImportError
+        raise SourceError(
+            f"source {source.name!r}: the database driver is not installed ({exc.name}){_declared(source)}"
+        ) from exc
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def _sql_message(source: SourceConfig, url: str, exc: Exception) -> str:
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    message = detail[0] if detail else type(exc).__name__
+    # Drivers may echo the DSN; never let the password through, whatever the message holds.
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(url).password
+    except Exception:  # an unparsable URL has no password we could name
+        password = None
+    if password:
+        message = message.replace(str(password), "***")
+    message = message.replace(url, redact_url(url))
+    return f"source {source.name!r} ({redact_url(url)}): {message}{_declared(source)}"
