@@ -16,9 +16,7 @@ import click
 
 from syncer.errors import ConfigError, SyncerError
 
-CONFIG_ARG = click.argument(
-    "config_path", metavar="CONFIG", type=click.Path(path_type=Path, dir_okay=False)
-)
+CONFIG_ARG = click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path, dir_okay=False))
 
 
 @dataclass
@@ -189,6 +187,160 @@ def simulator(
         asyncio.run(serve_forever(settings, announce))
     except KeyboardInterrupt:
         click.echo("Simulator stopped.", err=True)
+
+
+def _progress_for(ctx: Context) -> Any:
+    from syncer.progress import LogProgress, RichProgress, configure_logging
+
+    interactive = ctx.log_format == "text" and sys.stderr.isatty()
+    configure_logging(ctx.log_format, quiet=interactive)
+    return RichProgress() if interactive else LogProgress()
+
+
+@cli.command()
+@CONFIG_ARG
+@click.argument(
+    "plan_file", metavar="[PLANFILE]", required=False, type=click.Path(path_type=Path, dir_okay=False)
+)
+@click.option(
+    "--integration", "integrations", multiple=True, help="Apply only this integration (repeatable)."
+)
+@click.option(
+    "--simulate",
+    is_flag=True,
+    help="Run against the built-in simulator and a throw-away copy of the ledger.",
+)
+@click.option("--retry-rejected", is_flag=True, help="Send again records the API rejected, even unchanged.")
+@click.option(
+    "--allow-mass-archive",
+    is_flag=True,
+    help="Archive even when more than 10% (and more than 5) of an integration's live courses go.",
+)
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for another run's lock before exiting 5.",
+)
+@click.pass_obj
+def apply(
+    ctx: Context,
+    config_path: Path,
+    plan_file: Path | None,
+    integrations: tuple[str, ...],
+    simulate: bool,
+    retry_rejected: bool,
+    allow_mass_archive: bool,
+    lock_timeout: float,
+) -> None:
+    """Finish operations left in flight, then plan and send the difference. Never prompts."""
+    import contextlib
+
+    from syncer.config import load_config
+    from syncer.engine import ApplyOptions, run_apply, simulated
+    from syncer.ledger import Ledger
+    from syncer.lock import acquire_lock
+    from syncer.planner import check_saved_plan, load_saved_plan, select_integrations
+    from syncer.report import render_run
+
+    config = load_config(config_path)
+    saved = load_saved_plan(plan_file) if plan_file is not None else None
+    if saved is not None:
+        if integrations and tuple(integrations) != (saved.integrations or ()):
+            raise ConfigError("--integration differs from the saved plan's; plan again or drop it")
+        integrations = saved.integrations or ()
+        retry_rejected = retry_rejected or saved.retry_rejected
+    progress = _progress_for(ctx)
+    with contextlib.ExitStack() as stack:
+        if simulate:
+            config = stack.enter_context(simulated(config))
+        ledger = Ledger.open(config.ledger_url.reveal())
+        stack.callback(ledger.close)
+        names = select_integrations(config, integrations or None)
+        stack.enter_context(acquire_lock(ledger, names, timeout=lock_timeout))
+        check = None
+        if saved is not None and not simulate:
+            check_saved_plan(saved, config, ledger)
+        if hasattr(progress, "shown"):
+            stack.enter_context(progress.shown())
+        report = run_apply(
+            config,
+            ledger,
+            ApplyOptions(
+                integrations=tuple(names),
+                retry_rejected=retry_rejected,
+                allow_mass_archive=allow_mass_archive,
+            ),
+            progress=progress,
+            check_plan=check,
+        )
+    click.echo(render_run(report), nl=False)
+    if report.failed_operations:
+        sys.exit(4)
+    if report.rejected or report.invalid_beyond_tolerance:
+        sys.exit(3)
+
+
+@cli.command()
+@CONFIG_ARG
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(config_path: Path, fmt: str) -> None:
+    """Last runs, operations in flight, and synced, rejected and invalid records per integration."""
+    from syncer.config import load_config
+    from syncer.ledger import Ledger
+    from syncer.report import render_status
+
+    config = load_config(config_path)
+    ledger = Ledger.open(config.ledger_url.reveal())
+    try:
+        click.echo(render_status(ledger, fmt), nl=False)
+    finally:
+        ledger.close()
+
+
+@cli.command()
+@CONFIG_ARG
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--integration", "integration", default=None, help="Only this integration.")
+def rejected(config_path: Path, fmt: str, integration: str | None) -> None:
+    """Records the API refused (with its message) and invalid rows (with their origin)."""
+    from syncer.config import load_config
+    from syncer.ledger import Ledger
+    from syncer.planner import select_integrations
+    from syncer.report import render_rejected
+
+    config = load_config(config_path)
+    if integration is not None:
+        select_integrations(config, [integration])
+    ledger = Ledger.open(config.ledger_url.reveal())
+    try:
+        click.echo(render_rejected(ledger, fmt, integration=integration), nl=False)
+    finally:
+        ledger.close()
+
+
+@cli.command()
+@CONFIG_ARG
+def unlock(config_path: Path) -> None:
+    """Clear lock holder rows left behind by a run that died (a live run's lock is kept)."""
+    from syncer.config import load_config
+    from syncer.ledger import Ledger
+    from syncer.lock import clear_stale_holders, read_holders
+
+    config = load_config(config_path)
+    ledger = Ledger.open(config.ledger_url.reveal())
+    try:
+        cleared = clear_stale_holders(ledger)
+        left = read_holders(ledger)
+    finally:
+        ledger.close()
+    for holder in cleared:
+        click.echo(f"cleared {holder.name}: {holder.describe()}")
+    for holder in left:
+        click.echo(f"kept {holder.name}: held by a live run, {holder.describe()}")
+    if not cleared and not left:
+        click.echo("no lock holder recorded")
 
 
 def main() -> None:

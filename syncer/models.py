@@ -127,3 +127,70 @@ def stat_key(course: Mapping[str, Any], user: Mapping[str, Any], first_activity_
     return orjson.dumps(
         [course["type"], course["value"], user["type"], user["value"], first_activity_at]
     ).decode()
+
+
+class ChangeAction(StrEnum):
+    """Why a record is in a plan."""
+
+    NEW = "new"  # never sent, or a course archived earlier and back in the source
+    CHANGED = "changed"  # its content differs from what the ledger last sent
+    RESEND = "resend"  # sent before but never confirmed (pending)
+    RETRY = "retry"  # rejected before, unchanged, sent again on request (--retry-rejected)
+    ARCHIVE = "archive"  # a live course gone from the source
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """One field of a changed record: what the ledger last sent and what would be sent now."""
+
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One record of a plan, with field-level detail when it changed."""
+
+    integration: str
+    kind: RecordKind
+    key: str
+    action: ChangeAction
+    origin: str
+    fields: tuple[FieldChange, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KindCounts:
+    """How the desired records of one kind compare with the ledger."""
+
+    new: int = 0
+    changed: int = 0
+    resend: int = 0
+    retry: int = 0
+    unchanged: int = 0
+    skipped: int = 0  # rejected before and unchanged: not sent again
+
+    @property
+    def to_send(self) -> int:
+        """Records that the plan sends."""
+        return self.new + self.changed + self.resend + self.retry
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationSummary:
+    """The plan of one integration, in numbers."""
+
+    name: str
+    courses: KindCounts
+    stats: KindCounts
+    archives: int
+    live_courses: int
+    invalid: int
+    batches: Mapping[str, int]  # OperationType value -> number of bulk calls
+    guard: str | None = None  # mass-archive guard violation, if any
+
+    @property
+    def has_changes(self) -> bool:
+        """True when this integration has anything to send."""
+        return self.courses.to_send + self.stats.to_send + self.archives > 0

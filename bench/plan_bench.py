@@ -1,0 +1,183 @@
+"""Benchmark of `syncer plan` on a large statistics source (a benchmark, not a test).
+
+    python bench/plan_bench.py                 # 1,000,000 rows in bench/out/
+    python bench/plan_bench.py --rows 100000   # quicker
+
+It generates N statistics rows as CSV and a config, fills a ledger with them as synced, then
+measures: parsing the CSV with the csv module alone (the floor), `syncer plan` with nothing
+changed, and `syncer plan` with 10% of the rows changed. Each plan runs in a subprocess whose
+peak RSS is read from ``wait4``'s rusage. Targets: plan time <= 4x the floor, peak RSS < 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CONFIG = """\
+version: 1
+api:
+  base_url: http://127.0.0.1:8360
+  client_id: bench
+  client_secret: bench
+ledger: sqlite:///{ledger}
+sources:
+  progress: {{csv: stats.csv}}
+integrations:
+  acme:
+    id: 507f1f77bcf86cd799439011
+    stats:
+      source: progress
+      fields:
+        course: {{externalId: course_id}}
+        user: {{mail: email}}
+        progress: {{column: pct, type: number}}
+        timeSpent: {{column: seconds, unit: s}}
+        firstActivityAt: started
+        lastActivityAt: finished
+"""
+
+HEADER = ["course_id", "email", "pct", "seconds", "started", "finished"]
+
+
+def generate(path: Path, rows: int, changed_share: float = 0.0, seed: int = 7) -> None:
+    """Write ``rows`` statistics; with ``changed_share`` a share of them get another progress."""
+    rng = random.Random(seed)
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    step = max(1, int(1 / changed_share)) if changed_share else 0
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle)
+        out.writerow(HEADER)
+        for i in range(rows):
+            start = base + timedelta(minutes=rng.randrange(500_000))
+            end = start + timedelta(minutes=rng.randrange(1, 600))
+            pct = rng.randrange(0, 101)
+            if step and i % step == 0:
+                pct = (pct + 1) % 101
+            out.writerow(
+                [
+                    f"C{rng.randrange(2000):05}",
+                    f"learner{i // 3:07}@example.com",  # three attempts per learner and course
+                    pct,
+                    rng.randrange(1, 36_000),
+                    start.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                    end.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                ]
+            )
+
+
+def csv_floor(path: Path) -> float:
+    """Seconds to read every row with the csv module and nothing else."""
+    started = time.perf_counter()
+    with open(path, newline="", encoding="utf-8") as handle:
+        for _ in csv.DictReader(handle):
+            pass
+    return time.perf_counter() - started
+
+
+def fill_ledger(config_path: Path) -> None:
+    """Record every statistic of the source as synced (directly: this is set-up, not measured)."""
+    from sqlalchemy import insert
+
+    from syncer.config import load_config
+    from syncer.ledger import Ledger, records
+    from syncer.models import RecordStatus
+    from syncer.planner import build_plan
+
+    config = load_config(config_path)
+    ledger = Ledger.open(config.ledger_url.reveal())
+    now = datetime.now(UTC)
+    with build_plan(config, ledger) as plan, ledger.engine.begin() as conn:
+        for _, batch in plan.batches("acme"):
+            conn.execute(
+                insert(records),
+                [
+                    {
+                        "integration": "acme",
+                        "kind": r.kind,
+                        "key": r.key,
+                        "hash": r.hash,
+                        "payload": dict(r.payload),
+                        "status": RecordStatus.SYNCED,
+                        "live": False,
+                        "origin": r.origin,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for r in batch
+                ],
+            )
+    ledger.close()
+
+
+def timed_plan(config_path: Path) -> tuple[float, float, str]:
+    """Run `syncer plan` in a subprocess: (seconds, peak RSS in MB, first output line)."""
+    out_path, err_path = config_path.with_suffix(".out"), config_path.with_suffix(".err")
+    started = time.perf_counter()
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "syncer", "plan", str(config_path)], stdout=out, stderr=err
+        )
+        # wait4 reaps the child itself, so its rusage (ru_maxrss, in KB on Linux) is its own.
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.perf_counter() - started
+    if proc.returncode:
+        raise SystemExit(f"syncer plan failed ({proc.returncode}): {err_path.read_text()[-2000:]}")
+    return elapsed, usage.ru_maxrss / 1024, out_path.read_text().splitlines()[0]
+
+
+def main() -> None:
+    """Run the benchmark and print figures and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--dir", type=Path, default=ROOT / "bench" / "out")
+    args = parser.parse_args()
+    work: Path = args.dir
+    work.mkdir(parents=True, exist_ok=True)
+    ledger = work / "bench.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{ledger}{suffix}").unlink(missing_ok=True)
+    config_path = work / "bench.yaml"
+    config_path.write_text(CONFIG.format(ledger=ledger), "utf-8")
+    source = work / "stats.csv"
+
+    t = time.perf_counter()
+    generate(source, args.rows)
+    size_mb = source.stat().st_size / 1e6
+    print(f"generated {args.rows:,} rows ({size_mb:.0f} MB) in {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
+    fill_ledger(config_path)
+    print(f"filled the ledger in {time.perf_counter() - t:.1f} s")
+
+    floor = min(csv_floor(source) for _ in range(2))
+    same_s, same_mb, same_line = timed_plan(config_path)
+    generate(source, args.rows, changed_share=0.10)
+    changed_s, changed_mb, changed_line = timed_plan(config_path)
+
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(f"csv floor            {floor:7.2f} s")
+    print(
+        f"plan, nothing changed {same_s:6.2f} s  {same_s / floor:4.1f}x floor  peak {same_mb:5.0f} MB"
+        f"  | {same_line}"
+    )
+    print(
+        f"plan, 10% changed    {changed_s:7.2f} s  {changed_s / floor:4.1f}x floor  peak {changed_mb:5.0f} MB"
+        f"  | {changed_line}"
+    )
+    ok = max(same_s, changed_s) <= 4 * floor and max(same_mb, changed_mb) < 300
+    print("targets (<= 4x floor, < 300 MB):", "met" if ok else "NOT met")
+
+
+if __name__ == "__main__":
+    main()

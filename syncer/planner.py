@@ -1,0 +1,891 @@
+"""Desired records vs the ledger -> a Plan, computed in the database, not in Python memory.
+
+Mapped records are staged in a temporary table of the ledger database (filled in chunks with
+executemany), duplicates are resolved there, and the comparison with the ledger's ``records``
+is a join. The Plan keeps counts and capped detail only; ``Plan.batches`` streams the records to
+send back from the staging table, in the order product.md §4 asks for. A saved plan records the
+config digest, the ledger generation and the sources' hashes so that a stale one is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    case,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from syncer.config import BatchSizes, Config, SourceConfig, SourceKind, Tolerance
+from syncer.errors import ConfigError, LedgerError, PlanError, SourceError
+from syncer.ledger import Ledger, operations, records
+from syncer.models import (
+    Change,
+    ChangeAction,
+    FieldChange,
+    IntegrationSummary,
+    InvalidRow,
+    KindCounts,
+    OperationType,
+    Record,
+    RecordKind,
+    RecordStatus,
+    content_hash,
+    dumps_canonical,
+)
+
+__all__ = [
+    "DETAIL_LIMIT",
+    "Desired",
+    "Plan",
+    "SavedPlan",
+    "build_plan",
+    "check_saved_plan",
+    "fingerprint_source",
+    "load_saved_plan",
+    "plan_records",
+    "save_plan",
+]
+
+DETAIL_LIMIT = 100
+"""Changed records and invalid rows a plan keeps in detail (per action); the rest are counted."""
+
+SAVED_PLAN_VERSION = 1
+_CHUNK = 5000
+# Mass-archive guard (product.md §4): more than this share of the live courses, and more than
+# this many, needs --allow-mass-archive.
+GUARD_SHARE = 0.10
+GUARD_MIN = 5
+
+_OK, _INVALID, _DUPLICATE = "ok", "invalid", "duplicate"
+_SKIPPED, _UNCHANGED = "skipped", "unchanged"
+_OP_OF_KIND = {
+    RecordKind.COURSE: OperationType.IMPORT_COURSES,
+    RecordKind.STAT: OperationType.IMPORT_STATS,
+    RecordKind.ARCHIVE: OperationType.ARCHIVE_COURSES,
+}
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The desired courses or statistics of one integration, as mapping streams them."""
+
+    integration: str
+    kind: RecordKind
+    items: Iterable[Record | InvalidRow]
+    archive_missing: bool = False  # courses: archive live courses this stream no longer has
+    tolerance: Tolerance = field(default_factory=Tolerance)  # invalid rows that do not fail a run
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    """A plan file: what it was computed from, and its summary."""
+
+    path: Path
+    config_digest: str
+    ledger_generation: int
+    sources: Mapping[str, str]
+    integrations: tuple[str, ...] | None
+    retry_rejected: bool
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+
+_SENDS = [a.value for a in (ChangeAction.NEW, ChangeAction.CHANGED, ChangeAction.RESEND, ChangeAction.RETRY)]
+
+
+def _staging_tables(plan_id: str) -> tuple[Table, Table]:
+    """The staged records, and what each needs when it is not unchanged (id -> action)."""
+    metadata = MetaData()
+    actions = Table(
+        f"syncer_actions_{plan_id[:12]}",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("action", String(16), nullable=False),
+        prefixes=["TEMPORARY"],
+    )
+    return _staging_table(f"syncer_staged_{plan_id[:12]}", metadata), actions
+
+
+def _staging_table(name: str, metadata: MetaData) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("integration", String(255), nullable=False),
+        Column("kind", String(16), nullable=False),
+        Column("key", Text, nullable=False),
+        Column("hash", String(64)),
+        Column("payload", Text),  # JSON text as orjson wrote it: parsed again only when sent
+        Column("origin", Text, nullable=False),
+        Column("grp", Text, nullable=False),
+        Column("ord", Text, nullable=False),
+        Column("activity", Text, nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("field", Text),
+        Column("reason", Text),
+        prefixes=["TEMPORARY"],
+    )
+
+
+class Plan:
+    """The difference between the sources and the ledger, with a stream of its batches.
+
+    It holds a connection to the ledger database (its staging table lives there) until
+    ``discard()``; use it as a context manager.
+    """
+
+    def __init__(
+        self,
+        *,
+        plan_id: str,
+        generation: int,
+        summaries: Sequence[IntegrationSummary],
+        changes: Sequence[Change] = (),
+        invalid_rows: Sequence[InvalidRow] = (),
+        invalid_total: int = 0,
+        batch_sizes: BatchSizes | None = None,
+        retry_rejected: bool = False,
+        ledger: Ledger | None = None,
+        conn: Connection | None = None,
+        staged: Table | None = None,
+        actions: Table | None = None,
+        tolerance: Mapping[str, bool] | None = None,
+    ) -> None:
+        # Without ledger, connection and staging table the plan is detached: numbers and detail
+        # only (a plan read back for display, or built by tests), no batches.
+        self._ledger = ledger
+        self._conn = conn
+        self._staged = staged
+        self._actions = actions
+        self.plan_id = plan_id
+        self.generation = generation
+        self.integrations = tuple(summaries)
+        self.changes = tuple(changes)
+        self.invalid_rows = tuple(invalid_rows)
+        self.invalid_total = invalid_total
+        self.batch_sizes = batch_sizes or BatchSizes()
+        self.retry_rejected = retry_rejected
+        self._tolerated = dict(tolerance or {})
+
+    @property
+    def summaries(self) -> tuple[IntegrationSummary, ...]:
+        """The per-integration summaries (the same as ``integrations``)."""
+        return self.integrations
+
+    def invalid_tolerated(self, integration: str) -> bool:
+        """True when the integration's invalid rows stay within its ``tolerate_invalid``."""
+        return self._tolerated.get(integration, self.summary(integration).invalid == 0)
+
+    @property
+    def has_changes(self) -> bool:
+        """True when any integration has something to send."""
+        return any(s.has_changes for s in self.integrations)
+
+    @property
+    def changes_total(self) -> int:
+        """Records the plan sends, all integrations and kinds together."""
+        return sum(s.courses.to_send + s.stats.to_send + s.archives for s in self.integrations)
+
+    @property
+    def guard_violations(self) -> list[str]:
+        """Mass-archive guard messages (the engine raises GuardError unless allowed)."""
+        return [s.guard for s in self.integrations if s.guard]
+
+    def summary(self, integration: str) -> IntegrationSummary:
+        """The summary of one integration."""
+        for s in self.integrations:
+            if s.name == integration:
+                return s
+        raise KeyError(integration)
+
+    def batches(self, integration: str) -> Iterator[tuple[OperationType, list[Record]]]:
+        """Stream the bulk calls of one integration: courses, then statistics, then archives."""
+        summary = self.summary(integration)
+        sizes = self.batch_sizes
+        if summary.courses.to_send:
+            yield from self._chunks(integration, RecordKind.COURSE, sizes.courses)
+        if summary.stats.to_send:
+            yield from self._chunks(integration, RecordKind.STAT, sizes.stats)
+        if summary.archives:
+            yield from self._chunks(integration, RecordKind.ARCHIVE, sizes.archives)
+
+    def _chunks(
+        self, integration: str, kind: RecordKind, size: int
+    ) -> Iterator[tuple[OperationType, list[Record]]]:
+        op_type = _OP_OF_KIND[kind]
+        batch: list[Record] = []
+        pair: list[Record] = []
+        for record in self._stream(integration, kind):
+            if pair and record.group != pair[0].group:
+                batch = yield from _add_pair(batch, pair, size, op_type)
+                pair = []
+            pair.append(record)
+        if pair:
+            batch = yield from _add_pair(batch, pair, size, op_type)
+        if batch:
+            yield op_type, batch
+
+    def _stream(self, integration: str, kind: RecordKind) -> Iterator[Record]:
+        ledger, conn, s, a = self._attached()
+        if kind is RecordKind.ARCHIVE:
+            query = (
+                select(s.c.key, s.c.origin)
+                .where(s.c.integration == integration, s.c.kind == kind.value, s.c.state == _OK)
+                .order_by(s.c.key)
+            )
+            with ledger.translate_errors("reading the plan"):
+                for key, origin in conn.execute(query):
+                    body = {"externalId": key}
+                    yield Record(integration, kind, key, body, content_hash(body), origin)
+            return
+        order = (s.c.grp, s.c.ord, s.c.key) if kind is RecordKind.STAT else (s.c.key,)
+        query = (
+            select(s.c.key, s.c.hash, s.c.payload, s.c.origin, s.c.grp, s.c.ord, s.c.activity)
+            .select_from(a.join(s, s.c.id == a.c.id))
+            .where(s.c.integration == integration, s.c.kind == kind.value, a.c.action.in_(_SENDS))
+            .order_by(*order)
+        )
+        with ledger.translate_errors("reading the plan"):
+            result = conn.execution_options(stream_results=True, yield_per=2000).execute(query)
+            for row in result:
+                key, hash_, payload, origin, grp, ord_, activity = cast(tuple[str, ...], tuple(row))
+                yield Record(
+                    integration, kind, key, orjson.loads(payload), hash_, origin, grp, ord_, activity
+                )
+
+    def _attached(self) -> tuple[Ledger, Connection, Table, Table]:
+        if self._ledger is None or self._conn is None or self._staged is None or self._actions is None:
+            raise PlanError("this plan holds no staged records (discarded, or read back from a file)")
+        return self._ledger, self._conn, self._staged, self._actions
+
+    def discard(self) -> None:
+        """Drop the staging table and give the connection back."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            # Temporary tables go with their session: closing the driver connection (instead of
+            # returning it to the pool) drops them without walking a million-row B-tree.
+            conn.invalidate()
+        except SQLAlchemyError:
+            pass
+        finally:
+            conn.close()
+
+    def __enter__(self) -> Plan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+
+def _add_pair(
+    batch: list[Record], pair: list[Record], size: int, op_type: OperationType
+) -> Generator[tuple[OperationType, list[Record]], None, list[Record]]:
+    """Add one (course, user) pair to the batch, flushing first so the pair stays together."""
+    if batch and len(batch) + len(pair) > size:
+        yield op_type, batch
+        batch = []
+    for record in pair:  # a pair bigger than a whole batch has to be split, in order
+        batch.append(record)
+        if len(batch) >= size:
+            yield op_type, batch
+            batch = []
+    return batch
+
+
+def _joined(left: Any, s: Table | None = None) -> Any:
+    s = left if s is None else s
+    return left.outerjoin(
+        records,
+        and_(records.c.integration == s.c.integration, records.c.kind == s.c.kind, records.c.key == s.c.key),
+    )
+
+
+def _action(s: Table, retry_rejected: bool) -> ColumnElement[str]:
+    """What a staged record needs, against the ledger's last state of it."""
+    r = records.c
+    return case(
+        (r.id.is_(None), literal(ChangeAction.NEW.value)),
+        # A course archived earlier and back in the source is imported anew.
+        (and_(s.c.kind == RecordKind.COURSE.value, r.status == RecordStatus.SYNCED, r.live == false()),
+         literal(ChangeAction.NEW.value)),
+        (r.hash != s.c.hash, literal(ChangeAction.CHANGED.value)),
+        (r.status == RecordStatus.PENDING, literal(ChangeAction.RESEND.value)),
+        (r.status == RecordStatus.REJECTED,
+         literal(ChangeAction.RETRY.value if retry_rejected else _SKIPPED)),
+        else_=literal(_UNCHANGED),
+    )  # fmt: skip
+
+
+# -- building -------------------------------------------------------------------------------
+
+
+def build_plan(
+    config: Config,
+    ledger: Ledger,
+    *,
+    integrations: Sequence[str] | None = None,
+    retry_rejected: bool = False,
+    detail_limit: int = DETAIL_LIMIT,
+) -> Plan:
+    """Map every selected integration's sources and compare them with the ledger."""
+    from syncer.mapping import map_source
+
+    names = select_integrations(config, integrations)
+    desired: list[Desired] = []
+    for name in names:
+        integration = config.integrations[name]
+        for kind, spec in ((RecordKind.COURSE, integration.courses), (RecordKind.STAT, integration.stats)):
+            if spec is None:
+                continue
+            source = config.sources[spec.source]
+            desired.append(
+                Desired(
+                    name,
+                    kind,
+                    map_source(integration, kind, spec, source),
+                    archive_missing=spec.archive_missing and kind is RecordKind.COURSE,
+                    tolerance=spec.tolerate_invalid,
+                )
+            )
+    return plan_records(
+        ledger,
+        desired,
+        integrations=names,
+        batch_sizes=config.api.batch_size,
+        retry_rejected=retry_rejected,
+        detail_limit=detail_limit,
+    )
+
+
+def select_integrations(config: Config, wanted: Sequence[str] | None) -> list[str]:
+    """The integrations to plan: all of them, or those named (unknown names are a ConfigError)."""
+    if not wanted:
+        return list(config.integrations)
+    unknown = [n for n in wanted if n not in config.integrations]
+    if unknown:
+        known = ", ".join(config.integrations) or "none"
+        raise ConfigError(f"{config.path}: no integration named {', '.join(unknown)} (known: {known})")
+    return list(dict.fromkeys(wanted))
+
+
+def plan_records(
+    ledger: Ledger,
+    desired: Iterable[Desired],
+    *,
+    integrations: Sequence[str] | None = None,
+    batch_sizes: BatchSizes | None = None,
+    retry_rejected: bool = False,
+    detail_limit: int = DETAIL_LIMIT,
+) -> Plan:
+    """Stage the desired records, resolve duplicates and compare with the ledger in SQL."""
+    desired = list(desired)
+    names = list(integrations) if integrations is not None else []
+    for d in desired:
+        if d.integration not in names:
+            names.append(d.integration)
+    plan_id = uuid.uuid4().hex
+    staged, actions = _staging_tables(plan_id)
+    generation = ledger.generation()
+    with ledger.translate_errors("planning"):
+        conn = ledger.engine.connect()
+    try:
+        with ledger.translate_errors("planning"):
+            staged.metadata.create_all(conn)
+            conn.commit()
+        valid = _stage(ledger, conn, staged, desired)
+        with ledger.translate_errors("planning"):
+            # Covering for the ledger join: read in key order, the probes into the ledger's
+            # (integration, kind, key) index go forward instead of jumping around.
+            Index(
+                None, staged.c.integration, staged.c.kind, staged.c.key, staged.c.state, staged.c.hash
+            ).create(conn)
+            _resolve_duplicates(conn, staged)
+            for d in desired:
+                if d.kind is RecordKind.COURSE and d.archive_missing and valid[(d.integration, d.kind)]:
+                    _stage_archives(conn, staged, d.integration, retry_rejected)
+            _classify(conn, staged, actions, retry_rejected)
+            conn.commit()
+            summaries = [
+                _summarise(conn, staged, actions, name, batch_sizes or BatchSizes()) for name in names
+            ]
+            changes = _details(conn, staged, actions, summaries, detail_limit)
+            invalid, invalid_total = _invalid_detail(conn, staged, detail_limit)
+            tolerated = _tolerated(conn, staged, desired, valid)
+        ledger.replace_invalid_rows(names, _all_invalid(ledger, conn, staged))
+        with ledger.translate_errors("planning"):
+            conn.rollback()  # end the read transaction: the plan must not pin an old snapshot
+    except BaseException:
+        conn.invalidate()  # its temporary tables go with it
+        conn.close()
+        raise
+    return Plan(
+        ledger=ledger,
+        conn=conn,
+        staged=staged,
+        actions=actions,
+        plan_id=plan_id,
+        generation=generation,
+        summaries=summaries,
+        changes=changes,
+        invalid_rows=invalid,
+        invalid_total=invalid_total,
+        batch_sizes=batch_sizes or BatchSizes(),
+        retry_rejected=retry_rejected,
+        tolerance=tolerated,
+    )
+
+
+def _tolerated(
+    conn: Connection, s: Table, desired: Sequence[Desired], valid: Mapping[tuple[str, RecordKind], int]
+) -> dict[str, bool]:
+    """Per integration: do the invalid rows (duplicates included) of each stream stay tolerated?"""
+    found: dict[tuple[str, RecordKind, str], int] = {}
+    query = (
+        select(s.c.integration, s.c.kind, s.c.state, func.count())
+        .where(s.c.state != _OK)
+        .group_by(s.c.integration, s.c.kind, s.c.state)
+    )
+    for integration, kind, state, count in conn.execute(query):
+        found[(integration, RecordKind(kind), state)] = int(count)
+    out: dict[str, bool] = {}
+    for d in desired:
+        invalid = found.get((d.integration, d.kind, _INVALID), 0)
+        duplicates = found.get((d.integration, d.kind, _DUPLICATE), 0)
+        # Duplicates were staged as records: the rows read are the records plus the invalid rows.
+        total = valid.get((d.integration, d.kind), 0) + invalid
+        allowed = d.tolerance.allows(invalid + duplicates, total)
+        out[d.integration] = out.get(d.integration, True) and allowed
+    return out
+
+
+_STAGED_COLUMNS = (
+    "integration", "kind", "key", "hash", "payload", "origin",
+    "grp", "ord", "activity", "state", "field", "reason",
+)  # fmt: skip
+
+
+class _Inserter:
+    """executemany straight to the driver: SQLAlchemy's per-row parameter handling would cost
+    more than the insert itself at a million rows (the statement itself is still SQLAlchemy's)."""
+
+    def __init__(self, conn: Connection, table: Table) -> None:
+        compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(_STAGED_COLUMNS))
+        self._conn = conn
+        self._sql = str(compiled)
+        self._positional = bool(compiled.positional)
+        if self._positional and tuple(compiled.positiontup or ()) != _STAGED_COLUMNS:
+            raise LedgerError("staging insert: unexpected parameter order")  # a guard, never seen
+
+    def __call__(self, rows: list[tuple[Any, ...]]) -> None:
+        params: Any = rows if self._positional else [dict(zip(_STAGED_COLUMNS, r, strict=True)) for r in rows]
+        self._conn.exec_driver_sql(self._sql, params)
+
+
+def _stage(
+    ledger: Ledger, conn: Connection, staged: Table, desired: Sequence[Desired]
+) -> dict[tuple[str, RecordKind], int]:
+    """Fill the staging table from the mapping streams; count valid records per stream."""
+    valid: dict[tuple[str, RecordKind], int] = {}
+    with ledger.translate_errors("staging records"):
+        insert = _Inserter(conn, staged)
+    dumps = orjson.dumps
+    chunk: list[tuple[Any, ...]] = []
+    append = chunk.append
+    for d in desired:
+        count = 0
+        name, kind = d.integration, d.kind.value
+        for item in d.items:
+            if type(item) is Record:
+                count += 1
+                payload = dumps(item.payload).decode()
+                append((name, kind, item.key, item.hash, payload, item.origin, item.group, item.order,
+                        item.activity, _OK, None, None))  # fmt: skip
+            elif isinstance(item, InvalidRow):
+                # A known key keeps its course from being archived.
+                append((name, kind, item.key or "", None, None, item.origin, "", "", "", _INVALID,
+                        item.field, item.reason))  # fmt: skip
+            else:
+                raise TypeError(f"expected Record or InvalidRow, got {type(item).__name__}")
+            if len(chunk) >= _CHUNK:
+                with ledger.translate_errors("staging records"):
+                    insert(chunk)
+                chunk.clear()
+        valid[(name, d.kind)] = valid.get((name, d.kind), 0) + count
+    if chunk:
+        with ledger.translate_errors("staging records"):
+            insert(chunk)
+    return valid
+
+
+def _resolve_duplicates(conn: Connection, s: Table) -> None:
+    """Keep the row with the latest ``activity`` per key (the later row on a tie)."""
+    dup_keys = (
+        select(s.c.integration, s.c.kind, s.c.key)
+        .where(s.c.state == _OK)
+        .group_by(s.c.integration, s.c.kind, s.c.key)
+        .having(func.count() > 1)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(s.c.id, s.c.integration, s.c.kind, s.c.key, s.c.activity, s.c.origin)
+        .join(
+            dup_keys,
+            and_(
+                dup_keys.c.integration == s.c.integration,
+                dup_keys.c.kind == s.c.kind,
+                dup_keys.c.key == s.c.key,
+            ),
+        )
+        .where(s.c.state == _OK)
+        .order_by(s.c.integration, s.c.kind, s.c.key, s.c.id)
+    ).all()  # only the duplicated keys' rows: few, unless the source is mostly duplicates
+    losers: list[dict[str, Any]] = []
+    group: list[Any] = []
+    for row in [*rows, None]:
+        if group and (row is None or (row.integration, row.kind, row.key) != _key_of(group[0])):
+            winner = max(group, key=lambda r: (r.activity, r.id))
+            losers.extend(
+                {"i": r.id, "why": f"duplicate of {winner.origin}"} for r in group if r is not winner
+            )
+            group = []
+        if row is not None:
+            group.append(row)
+    if losers:
+        conn.execute(
+            s.update()
+            .where(s.c.id == bindparam("i"))
+            .values(state=_DUPLICATE, field=None, reason=bindparam("why")),
+            losers,
+        )
+
+
+def _key_of(row: Any) -> tuple[str, str, str]:
+    return (row.integration, row.kind, row.key)
+
+
+def _stage_archives(conn: Connection, s: Table, integration: str, retry_rejected: bool) -> None:
+    """Stage the live courses the source no longer has (all staged keys count as present)."""
+    r = records.c
+    present = exists().where(
+        s.c.integration == integration, s.c.kind == RecordKind.COURSE.value, s.c.key == r.key
+    )
+    refused_archive = and_(
+        r.status == RecordStatus.REJECTED, operations.c.type == OperationType.ARCHIVE_COURSES
+    )
+    query = (
+        select(
+            literal(integration),
+            literal(RecordKind.ARCHIVE.value),
+            r.key,
+            r.origin,
+            literal(""),
+            literal(""),
+            literal(""),
+            literal(_OK),
+        )
+        .select_from(records.outerjoin(operations, operations.c.id == r.last_operation_id))
+        .where(r.integration == integration, r.kind == RecordKind.COURSE, r.live == true(), ~present)
+    )
+    if not retry_rejected:
+        # An archive the API refused is tried again only on request.
+        query = query.where(or_(~refused_archive, operations.c.id.is_(None)))
+    conn.execute(
+        s.insert().from_select(
+            ["integration", "kind", "key", "origin", "grp", "ord", "activity", "state"], query
+        )
+    )
+
+
+def _classify(conn: Connection, s: Table, a: Table, retry_rejected: bool) -> None:
+    """The one join with the ledger: note what every staged record needs, unless unchanged."""
+    action = _action(s, retry_rejected).label("action")
+    compared = (
+        select(s.c.id, action)
+        .select_from(_joined(s))
+        .where(s.c.state == _OK, s.c.kind != RecordKind.ARCHIVE.value)
+        .order_by(s.c.integration, s.c.kind, s.c.key)
+        .subquery()
+    )
+    needed = select(compared.c.id, compared.c.action).where(compared.c.action != _UNCHANGED)
+    conn.execute(a.insert().from_select(["id", "action"], needed))
+
+
+def _summarise(conn: Connection, s: Table, a: Table, name: str, sizes: BatchSizes) -> IntegrationSummary:
+    by_kind: dict[str, dict[str, int]] = {RecordKind.COURSE.value: {}, RecordKind.STAT.value: {}}
+    for kind, act, count in conn.execute(
+        select(s.c.kind, a.c.action, func.count())
+        .select_from(a.join(s, s.c.id == a.c.id))
+        .where(s.c.integration == name)
+        .group_by(s.c.kind, a.c.action)
+    ):
+        by_kind[kind][act] = int(count)
+    staged_ok: dict[str, int] = dict(
+        conn.execute(
+            select(s.c.kind, func.count()).where(s.c.integration == name, s.c.state == _OK).group_by(s.c.kind)
+        ).all()
+    )
+    for kind, found in by_kind.items():
+        found[_UNCHANGED] = int(staged_ok.get(kind, 0)) - sum(found.values())
+    archives = int(staged_ok.get(RecordKind.ARCHIVE.value, 0))
+    invalid = int(
+        conn.execute(select(func.count()).where(s.c.integration == name, s.c.state != _OK)).scalar_one()
+    )
+    live = int(
+        conn.execute(
+            select(func.count()).where(
+                records.c.integration == name, records.c.kind == RecordKind.COURSE, records.c.live == true()
+            )
+        ).scalar_one()
+    )
+    courses, stats = _counts(by_kind[RecordKind.COURSE.value]), _counts(by_kind[RecordKind.STAT.value])
+    batches = {
+        OperationType.IMPORT_COURSES.value: -(-courses.to_send // sizes.courses),
+        OperationType.IMPORT_STATS.value: _stat_batches(conn, s, a, name, sizes.stats)
+        if stats.to_send
+        else 0,
+        OperationType.ARCHIVE_COURSES.value: -(-archives // sizes.archives),
+    }
+    guard = None
+    if archives > GUARD_MIN and archives > GUARD_SHARE * live:
+        guard = (
+            f"{name}: the plan archives {archives:,} of {live:,} live courses "
+            f"(more than {GUARD_SHARE:.0%} and more than {GUARD_MIN}); "
+            "check the courses source, or pass --allow-mass-archive"
+        )
+    return IntegrationSummary(name, courses, stats, archives, live, invalid, batches, guard)
+
+
+def _counts(found: Mapping[str, int]) -> KindCounts:
+    return KindCounts(
+        new=found.get(ChangeAction.NEW.value, 0),
+        changed=found.get(ChangeAction.CHANGED.value, 0),
+        resend=found.get(ChangeAction.RESEND.value, 0),
+        retry=found.get(ChangeAction.RETRY.value, 0),
+        unchanged=found.get(_UNCHANGED, 0),
+        skipped=found.get(_SKIPPED, 0),
+    )
+
+
+def _stat_batches(conn: Connection, s: Table, a: Table, name: str, size: int) -> int:
+    """The exact number of statistics calls: pairs are packed whole, as ``Plan.batches`` does."""
+    pairs = conn.execution_options(yield_per=5000).execute(
+        select(func.count())
+        .select_from(a.join(s, s.c.id == a.c.id))
+        .where(s.c.integration == name, s.c.kind == RecordKind.STAT.value, a.c.action.in_(_SENDS))
+        .group_by(s.c.grp)
+        .order_by(s.c.grp)
+    )
+    batches, filled = 0, 0
+    for (count,) in pairs:
+        if filled and filled + count > size:
+            batches, filled = batches + 1, 0
+        filled += count
+        while filled >= size:
+            batches, filled = batches + 1, filled - size
+    return batches + (1 if filled else 0)
+
+
+def _details(
+    conn: Connection, s: Table, a: Table, summaries: Sequence[IntegrationSummary], limit: int
+) -> list[Change]:
+    """Capped detail per action: changed records with their fields, archives, then the others."""
+    out: list[Change] = []
+    totals = {
+        ChangeAction.CHANGED: sum(x.courses.changed + x.stats.changed for x in summaries),
+        ChangeAction.ARCHIVE: sum(x.archives for x in summaries),
+        ChangeAction.NEW: sum(x.courses.new + x.stats.new for x in summaries),
+        ChangeAction.RESEND: sum(x.courses.resend + x.stats.resend for x in summaries),
+        ChangeAction.RETRY: sum(x.courses.retry + x.stats.retry for x in summaries),
+    }
+    for act, total in totals.items():
+        if not total or limit <= 0:
+            continue
+        if act is ChangeAction.ARCHIVE:
+            archives = (
+                select(s.c.integration, s.c.key, s.c.origin)
+                .where(s.c.kind == RecordKind.ARCHIVE.value, s.c.state == _OK)
+                .order_by(s.c.integration, s.c.key)
+                .limit(limit)
+            )
+            for integration, key, origin in conn.execute(archives):
+                out.append(Change(integration, RecordKind.COURSE, key, act, origin))
+            continue
+        query = (
+            select(s.c.integration, s.c.kind, s.c.key, s.c.origin, s.c.payload, records.c.payload)
+            .select_from(_joined(a.join(s, s.c.id == a.c.id), s))
+            .where(a.c.action == act.value)
+            .order_by(a.c.id)
+            .limit(limit)
+        )
+        for integration, kind, key, origin, new, old in conn.execute(query):
+            fields = _field_changes(old, orjson.loads(new)) if act is ChangeAction.CHANGED else ()
+            out.append(Change(integration, RecordKind(kind), key, act, origin, fields))
+    return out
+
+
+def _field_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[FieldChange, ...]:
+    old = old or {}
+    return tuple(
+        FieldChange(name, old.get(name), new.get(name))
+        for name in sorted(set(old) | set(new))
+        if old.get(name) != new.get(name)
+    )
+
+
+def _invalid_query(s: Table) -> Any:
+    return (
+        select(s.c.integration, s.c.kind, s.c.origin, s.c.field, s.c.reason, s.c.key)
+        .where(s.c.state != _OK)
+        .order_by(s.c.id)
+    )
+
+
+def _invalid_row(row: Any) -> InvalidRow:
+    integration, kind, origin, field_, reason, key = row
+    return InvalidRow(integration, RecordKind(kind), origin, field_, reason or "", key or None)
+
+
+def _invalid_detail(conn: Connection, s: Table, limit: int) -> tuple[list[InvalidRow], int]:
+    total = int(conn.execute(select(func.count()).where(s.c.state != _OK)).scalar_one())
+    rows = [_invalid_row(r) for r in conn.execute(_invalid_query(s).limit(limit))]
+    return rows, total
+
+
+def _all_invalid(ledger: Ledger, conn: Connection, s: Table) -> Iterator[InvalidRow]:
+    with ledger.translate_errors("reading invalid rows"):
+        for row in conn.execution_options(yield_per=5000).execute(_invalid_query(s)):
+            yield _invalid_row(row)
+
+
+# -- saved plans ----------------------------------------------------------------------------
+
+
+def fingerprint_source(source: SourceConfig) -> str:
+    """A hash of a source's content: the file's bytes, or the rows an SQL query returns."""
+    digest = hashlib.blake2b(digest_size=16)
+    if source.kind in (SourceKind.CSV, SourceKind.JSONL):
+        if source.path is None:
+            raise SourceError(f"source {source.name!r} has no file path")
+        try:
+            with open(source.path, "rb") as handle:
+                while block := handle.read(1 << 20):
+                    digest.update(block)
+        except OSError as exc:
+            raise SourceError(f"{source.path}: cannot read: {exc.strerror}") from exc
+        return digest.hexdigest()
+    from syncer.sources import load_rows
+
+    for row in load_rows(source):
+        digest.update(dumps_canonical(dict(row.values)) if row.values else b"{}")
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _used_sources(config: Config, names: Iterable[str]) -> list[str]:
+    used: list[str] = []
+    for name in names:
+        integration = config.integrations[name]
+        for spec in (integration.courses, integration.stats):
+            if spec is not None and spec.source not in used:
+                used.append(spec.source)
+    return used
+
+
+def _config_digest(config: Config) -> str:
+    if config.digest:
+        return config.digest
+    try:
+        return hashlib.blake2b(config.path.read_bytes(), digest_size=16).hexdigest()
+    except OSError as exc:
+        raise PlanError(f"{config.path}: cannot read: {exc.strerror}") from exc
+
+
+def save_plan(
+    path: Path,
+    plan: Plan,
+    config: Config,
+    summary: Mapping[str, Any],
+    *,
+    integrations: Sequence[str] | None = None,
+) -> None:
+    """Write a plan file that ``syncer apply PLANFILE`` can check and execute (no secret in it)."""
+    names = select_integrations(config, integrations)
+    data = {
+        "format_version": SAVED_PLAN_VERSION,
+        "config": str(config.path),
+        "config_digest": _config_digest(config),
+        "ledger_generation": plan.generation,
+        "sources": {name: fingerprint_source(config.sources[name]) for name in _used_sources(config, names)},
+        "integrations": list(integrations) if integrations else None,
+        "retry_rejected": plan.retry_rejected,
+        "plan": dict(summary),
+    }
+    try:
+        path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot write the plan: {exc.strerror}") from exc
+
+
+def load_saved_plan(path: Path) -> SavedPlan:
+    """Read a plan file written by ``syncer plan --out``."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot read the plan: {exc.strerror}") from exc
+    except orjson.JSONDecodeError as exc:
+        raise PlanError(f"{path}: not a plan file (invalid JSON: {exc})") from exc
+    try:
+        if data["format_version"] != SAVED_PLAN_VERSION:
+            raise PlanError(f"{path}: plan format {data['format_version']} is not supported; plan again")
+        names = data["integrations"]
+        return SavedPlan(
+            path=path,
+            config_digest=str(data["config_digest"]),
+            ledger_generation=int(data["ledger_generation"]),
+            sources={str(k): str(v) for k, v in data["sources"].items()},
+            integrations=None if names is None else tuple(str(n) for n in names),
+            retry_rejected=bool(data["retry_rejected"]),
+            summary=data["plan"],
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PlanError(f"{path}: not a syncer plan file ({type(exc).__name__}: {exc})") from exc
+
+
+def check_saved_plan(saved: SavedPlan, config: Config, ledger: Ledger) -> None:
+    """Raise PlanError when the config, the ledger or a source changed since the plan was made."""
+    again = "run syncer plan again"
+    if saved.config_digest != _config_digest(config):
+        raise PlanError(f"{saved.path}: the config changed since the plan was made; {again}")
+    generation = ledger.generation()
+    if generation != saved.ledger_generation:
+        raise PlanError(f"{saved.path}: the ledger changed since the plan was made; {again}")
+    for name, fingerprint in saved.sources.items():
+        source = config.sources.get(name)
+        if source is None or fingerprint_source(source) != fingerprint:
+            raise PlanError(f"{saved.path}: the source {name!r} changed since the plan was made; {again}")

@@ -1,0 +1,403 @@
+"""Render a Plan as text, markdown (pull-request comments) or JSON. No logic beyond layout."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from syncer.engine import RunReport
+from syncer.ledger import Ledger
+from syncer.models import Change, ChangeAction, FieldChange, IntegrationSummary, InvalidRow, KindCounts
+from syncer.planner import Plan
+
+__all__ = [
+    "FORMATS",
+    "MARKDOWN_LIMIT",
+    "plan_data",
+    "render_json",
+    "render_markdown",
+    "render_plan",
+    "render_rejected",
+    "render_run",
+    "render_status",
+    "render_text",
+    "status_data",
+]
+
+FORMATS = ("text", "json", "markdown")
+FORMAT_VERSION = 1
+MARKDOWN_LIMIT = 60_000
+"""GitHub refuses comments over 65,536 characters: stay well under."""
+_VALUE_WIDTH = 120
+_SIGN = {
+    ChangeAction.NEW: "+",
+    ChangeAction.CHANGED: "~",
+    ChangeAction.RESEND: "~",
+    ChangeAction.RETRY: "~",
+    ChangeAction.ARCHIVE: "-",
+}
+
+
+def render_plan(plan: Plan, fmt: str) -> str:
+    """The plan in one of ``FORMATS``."""
+    if fmt == "json":
+        return render_json(plan)
+    if fmt == "markdown":
+        return render_markdown(plan)
+    return render_text(plan)
+
+
+# -- pieces -------------------------------------------------------------------------------------
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _sent_again(c: KindCounts) -> int:
+    return c.changed + c.resend + c.retry
+
+
+def _summary_parts(s: IntegrationSummary) -> tuple[str, str, str]:
+    courses = f"courses +{_n(s.courses.new)} ~{_n(_sent_again(s.courses))} -{_n(s.archives)}"
+    stats = f"stats +{_n(s.stats.new)} ~{_n(_sent_again(s.stats))} ={_n(s.stats.unchanged)}"
+    skipped = s.courses.skipped + s.stats.skipped
+    extra = f"invalid {_n(s.invalid)}" + (f" | rejected, not resent {_n(skipped)}" if skipped else "")
+    return courses, stats, extra
+
+
+def summary_line(s: IntegrationSummary) -> str:
+    """``acme: courses +12 ~3 -2 | stats +1,204 ~311 =48,992 | invalid 5``."""
+    return f"{s.name}: " + " | ".join(_summary_parts(s))
+
+
+def _value(value: Any) -> str:
+    text = "(none)" if value is None else orjson.dumps(value).decode()
+    return text if len(text) <= _VALUE_WIDTH else text[: _VALUE_WIDTH - 3] + "..."
+
+
+def _field_text(f: FieldChange) -> str:
+    return f"{f.field}: {_value(f.old)} -> {_value(f.new)}"
+
+
+def _change_head(c: Change) -> str:
+    what = f"{c.action.value}" if c.action in (ChangeAction.RESEND, ChangeAction.RETRY) else ""
+    tail = f" [{what}]" if what else ""
+    return f"{_SIGN[c.action]} {c.integration} {c.kind.value} {c.key} ({c.origin}){tail}"
+
+
+def _invalid_text(row: InvalidRow) -> str:
+    field = row.field or "-"
+    return f"{row.origin}  {row.integration} {row.kind.value}  {field}: {row.reason}"
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+
+def render_text(plan: Plan) -> str:
+    """One summary line per integration, then capped detail."""
+    lines = [summary_line(s) for s in plan.integrations]
+    for s in plan.integrations:
+        if s.guard:
+            lines.append(f"guard: {s.guard}")
+    if not plan.has_changes:
+        lines.append("No changes.")
+    if plan.changes:
+        lines += ["", f"Changes (showing {_n(len(plan.changes))} of {_n(plan.changes_total)}):"]
+        for change in plan.changes:
+            lines.append(f"  {_change_head(change)}")
+            lines.extend(f"      {_field_text(f)}" for f in change.fields)
+    if plan.invalid_rows:
+        lines += ["", f"Invalid rows (showing {_n(len(plan.invalid_rows))} of {_n(plan.invalid_total)}):"]
+        lines.extend(f"  {_invalid_text(row)}" for row in plan.invalid_rows)
+    return "\n".join(lines) + "\n"
+
+
+# -- markdown -------------------------------------------------------------------------------------
+
+
+def _md(text: str) -> str:
+    # Keep table cells and list items intact: no pipes, no line breaks, no stray markup.
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("\n", " ")
+
+
+def _md_change(c: Change) -> str:
+    head = f"- `{_SIGN[c.action]}` **{_md(c.integration)}** {c.kind.value} `{_md(c.key)}` ({_md(c.origin)})"
+    if c.action in (ChangeAction.RESEND, ChangeAction.RETRY):
+        head += f" _{c.action.value}_"
+    if c.fields:
+        head += ": " + "; ".join(
+            f"{_md(f.field)} `{_md(_value(f.old))}` → `{_md(_value(f.new))}`" for f in c.fields
+        )
+    return head
+
+
+def _md_invalid(row: InvalidRow) -> str:
+    field = row.field or "-"
+    return (
+        f"- `{_md(row.origin)}` **{_md(row.integration)}** {row.kind.value} `{_md(field)}`: {_md(row.reason)}"
+    )
+
+
+def _bounded(lines: Iterable[str], budget: int, total: int, noun: str) -> tuple[list[str], int]:
+    """Lines up to ``budget`` characters; then an "and N more" line counted against ``total``."""
+    out: list[str] = []
+    used = 0
+    for line in lines:
+        if used + len(line) + 1 > budget:
+            break
+        out.append(line)
+        used += len(line) + 1
+    if total > len(out):
+        out.append(f"- … and {_n(total - len(out))} more {noun}")
+        used += len(out[-1]) + 1
+    return out, used
+
+
+def render_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
+    """A pull-request comment: summary table, then detail in <details>; never over ``limit``."""
+    head = [
+        "### syncer plan",
+        "",
+        "| integration | courses | stats | archives | invalid |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for s in plan.integrations:
+        c, st = s.courses, s.stats
+        courses = f"+{_n(c.new)} ~{_n(_sent_again(c))} ={_n(c.unchanged)}"
+        stats = f"+{_n(st.new)} ~{_n(_sent_again(st))} ={_n(st.unchanged)}"
+        head.append(f"| {_md(s.name)} | {courses} | {stats} | {_n(s.archives)} | {_n(s.invalid)} |")
+    head.append("")
+    head.extend(f"> **Guard:** {_md(s.guard)}" for s in plan.integrations if s.guard)
+    head.append("**No changes.**" if not plan.has_changes else f"**{_n(plan.changes_total)} changes.**")
+    text = "\n".join(head) + "\n"
+    # Room for the two <details> wrappers and their "and N more" lines.
+    budget = max(limit - len(text) - 600, 0)
+    if plan.changes:
+        body, used = _bounded(
+            (_md_change(c) for c in plan.changes), budget // 2, plan.changes_total, "changes"
+        )
+        budget -= used
+        text += _details(f"Changes ({_n(plan.changes_total)})", body)
+    if plan.invalid_rows:
+        body, _ = _bounded((_md_invalid(r) for r in plan.invalid_rows), budget, plan.invalid_total, "rows")
+        text += _details(f"Invalid rows ({_n(plan.invalid_total)})", body)
+    return text
+
+
+def _details(summary: str, body: list[str]) -> str:
+    return "\n<details><summary>" + summary + "</summary>\n\n" + "\n".join(body) + "\n\n</details>\n"
+
+
+# -- json -----------------------------------------------------------------------------------------
+
+
+def _counts(c: KindCounts) -> dict[str, int]:
+    return {
+        "new": c.new,
+        "changed": c.changed,
+        "resend": c.resend,
+        "retry": c.retry,
+        "unchanged": c.unchanged,
+        "skipped": c.skipped,
+    }
+
+
+def plan_data(plan: Plan) -> dict[str, Any]:
+    """The plan as JSON-ready data (``format_version: 1``; see schemas/plan.schema.json)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "ledger_generation": plan.generation,
+        "has_changes": plan.has_changes,
+        "integrations": [
+            {
+                "name": s.name,
+                "courses": _counts(s.courses),
+                "stats": _counts(s.stats),
+                "archives": s.archives,
+                "live_courses": s.live_courses,
+                "invalid": s.invalid,
+                "batches": dict(s.batches),
+                "guard": s.guard,
+            }
+            for s in plan.integrations
+        ],
+        "changes_total": plan.changes_total,
+        "changes": [
+            {
+                "integration": c.integration,
+                "kind": c.kind.value,
+                "key": c.key,
+                "action": c.action.value,
+                "origin": c.origin,
+                "fields": [{"field": f.field, "old": f.old, "new": f.new} for f in c.fields],
+            }
+            for c in plan.changes
+        ],
+        "invalid_total": plan.invalid_total,
+        "invalid_rows": [
+            {
+                "integration": r.integration,
+                "kind": r.kind.value,
+                "origin": r.origin,
+                "field": r.field,
+                "reason": r.reason,
+                "key": r.key,
+            }
+            for r in plan.invalid_rows
+        ],
+    }
+
+
+def render_json(plan: Plan) -> str:
+    """The plan as indented JSON."""
+    return orjson.dumps(plan_data(plan), option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+# -- runs, status and rejected records --------------------------------------------------------
+
+RUN_DETAIL_LIMIT = 20
+
+
+def render_run(report: RunReport) -> str:
+    """The end-of-apply summary: per integration what was sent, synced, rejected, invalid."""
+    lines: list[str] = []
+    if report.resumed:
+        lines.append(f"resumed {_n(report.resumed)} operation(s) left in flight by an earlier run")
+    for name, o in report.integrations.items():
+        tolerance = ""
+        if o.invalid:
+            tolerance = " (beyond tolerate_invalid)" if o.invalid_beyond_tolerance else " (tolerated)"
+        lines.append(
+            f"{name}: {_n(o.operations)} operation(s) | synced {_n(o.synced)} | "
+            f"rejected {_n(o.rejected)} | invalid {_n(o.invalid)}{tolerance}"
+            + (f" | {o.failed_operations} operation(s) ended in error" if o.failed_operations else "")
+        )
+        lines.extend(f"  {message}" for message in o.messages[:RUN_DETAIL_LIMIT])
+    plan = report.plan
+    if plan is not None and plan.invalid_rows:
+        lines.append("invalid rows (never sent):")
+        lines.extend(f"  {_invalid_text(row)}" for row in plan.invalid_rows[:RUN_DETAIL_LIMIT])
+        more = plan.invalid_total - min(len(plan.invalid_rows), RUN_DETAIL_LIMIT)
+        if more > 0:
+            lines.append(f"  and {_n(more)} more: see `syncer rejected CONFIG`")
+    if report.rejected:
+        lines.append("rejected records: see `syncer rejected CONFIG`")
+    if not report.submissions and not report.resumed:
+        lines.append("nothing to send: the platform is in step with the sources")
+    return "\n".join(lines) + "\n"
+
+
+def status_data(ledger: Ledger) -> dict[str, Any]:
+    """What ``syncer status`` shows, as JSON-ready data."""
+    from syncer.lock import read_holders
+
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    for c in ledger.record_counts():
+        counts.setdefault(c.integration, {}).setdefault(c.kind.value, {})[c.status.value] = c.count
+    invalid = ledger.invalid_row_counts()
+    for name in invalid:
+        counts.setdefault(name, {})
+    return {
+        "runs": [
+            {
+                "id": r.id,
+                "command": r.command,
+                "host": r.host,
+                "pid": r.pid,
+                "status": r.status.value,
+                "started_at": r.started_at.isoformat(),
+                "ended_at": r.ended_at.isoformat() if r.ended_at else None,
+            }
+            for r in ledger.last_runs()
+        ],
+        "in_flight": [
+            {
+                "id": op.id,
+                "integration": op.integration,
+                "type": op.type.value,
+                "status": op.status.value,
+                "items": op.item_count,
+                "operation": op.api_id,
+                "created_at": op.created_at.isoformat(),
+            }
+            for op in ledger.unfinished_operations()
+        ],
+        "locks": [
+            {"name": h.name, "host": h.host, "pid": h.pid, "since": h.started_at.isoformat()}
+            for h in read_holders(ledger)
+        ],
+        "integrations": {
+            name: {"records": kinds, "invalid": invalid.get(name, 0)}
+            for name, kinds in sorted(counts.items())
+        },
+    }
+
+
+def render_status(ledger: Ledger, fmt: str = "text") -> str:
+    """``syncer status`` as text or JSON."""
+    data = status_data(ledger)
+    if fmt == "json":
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
+    lines = ["Integrations:"]
+    for name, info in data["integrations"].items():
+        parts = []
+        for kind, statuses in sorted(info["records"].items()):
+            inner = ", ".join(f"{status} {_n(count)}" for status, count in sorted(statuses.items()))
+            parts.append(f"{kind}s {inner}")
+        parts.append(f"invalid {_n(info['invalid'])}")
+        lines.append(f"  {name}: " + " | ".join(parts))
+    if not data["integrations"]:
+        lines.append("  none recorded yet")
+    lines.append("Operations in flight:" + ("" if data["in_flight"] else " none"))
+    lines.extend(
+        f"  #{op['id']} {op['integration']} {op['type']} {op['status']} ({_n(op['items'])} items)"
+        + (f" operation {op['operation']}" if op["operation"] else "")
+        for op in data["in_flight"]
+    )
+    lines.append("Locks:" + ("" if data["locks"] else " none held"))
+    lines.extend(f"  {h['name']}: {h['host']} pid {h['pid']} since {h['since']}" for h in data["locks"])
+    lines.append("Last runs:" + ("" if data["runs"] else " none"))
+    lines.extend(
+        f"  #{r['id']} {r['command']} {r['status']} started {r['started_at']} on {r['host']} pid {r['pid']}"
+        for r in data["runs"]
+    )
+    return "\n".join(lines) + "\n"
+
+
+def render_rejected(ledger: Ledger, fmt: str = "text", *, integration: str | None = None) -> str:
+    """``syncer rejected``: records the API refused and invalid rows, as text or JSON."""
+    refused = ledger.rejected_records(integration)
+    invalid = ledger.invalid_rows(integration)
+    if fmt == "json":
+        data = {
+            "rejected": [
+                {
+                    "integration": r.integration,
+                    "kind": r.kind.value,
+                    "key": r.key,
+                    "origin": r.origin,
+                    "message": r.message,
+                    "updated_at": r.updated_at.isoformat(),
+                }
+                for r in refused
+            ],
+            "invalid": [
+                {
+                    "integration": r.integration,
+                    "kind": r.kind.value,
+                    "origin": r.origin,
+                    "field": r.field,
+                    "reason": r.reason,
+                }
+                for r in invalid
+            ],
+        }
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
+    lines = [f"Rejected by the API: {_n(len(refused))}"]
+    lines.extend(f"  {r.integration} {r.kind.value} {r.key} ({r.origin}): {r.message}" for r in refused)
+    lines.append(f"Invalid rows (never sent): {_n(len(invalid))}")
+    lines.extend(f"  {r.integration}: {_invalid_text(r)}" for r in invalid)
+    return "\n".join(lines) + "\n"
