@@ -689,7 +689,7 @@ def _resolve(root: Mapping[str, Any], prop: Mapping[str, Any]) -> Mapping[str, A
 class Mapper:
     """Maps rows of one integration's courses or statistics to Record or InvalidRow."""
 
-    __slots__ = ("_integration", "_kind", "_run")
+    __slots__ = ("_integration", "_key_of", "_kind", "_run")
 
     def __init__(self, integration: IntegrationConfig, kind: RecordKind, spec: ObjectConfig) -> None:
         if kind not in (RecordKind.COURSE, RecordKind.STAT):
@@ -729,6 +729,15 @@ class Mapper:
         self._integration = integration.name
         self._kind = kind
         self._run = gen.build(spec.filters, extra, validator.check)
+        # An invalid course row still names its course when its externalId maps: the planner
+        # must not take the course for gone from the source and archive it.
+        self._key_of = None
+        if kind is RecordKind.COURSE:
+            key_gen = _RowSource()
+            for field in spec.fields:
+                if field.target == "externalId":
+                    key_gen.field("externalId", field, props["externalId"], True, None)
+            self._key_of = key_gen.build((), {}, lambda obj: None)
 
     def map(self, row: Row) -> Record | InvalidRow | None:
         """The row's Record, an InvalidRow saying which field is wrong and why, or None if filtered out."""
@@ -745,7 +754,12 @@ class Mapper:
             )
         if out is None:
             return None
-        return InvalidRow(self._integration, self._kind, row.origin, out[0] or None, out[1])
+        key = None
+        if self._key_of is not None:
+            named = self._key_of(row.values)
+            if type(named) is dict and isinstance(named.get("externalId"), str) and named["externalId"]:
+                key = named["externalId"]
+        return InvalidRow(self._integration, self._kind, row.origin, out[0] or None, out[1], key)
 
 
 def build_mapper(integration: IntegrationConfig, kind: RecordKind, spec: ObjectConfig) -> Mapper:
