@@ -1,28 +1,62 @@
-"""syncer: keep a 360Learning platform in step with an external learning platform."""
+"""syncer: keep a 360Learning platform in step with an external learning platform.
+
+The library under the ``syncer`` command: load a config, plan against the ledger, apply.
+
+    config = load_config(Path("syncer.yaml"))
+    ledger = Ledger.open(config.ledger_url.reveal())
+    with build_plan(config, ledger) as plan:
+        print(render_plan(plan, "text"))
+    report = run_apply(config, ledger, ApplyOptions())
+"""
 
 from __future__ import annotations
 
+from syncer.config import Config, load_config
+from syncer.engine import ApplyOptions, RunReport, apply_config, run_apply
 from syncer.errors import (
     ApiError,
     ApiUnavailable,
     BulkJobError,
     ConfigError,
     GuardError,
+    InterruptedRunError,
     LedgerError,
     LockedError,
+    PlanError,
+    SourceError,
+    SubmissionLost,
     SyncerError,
 )
+from syncer.ledger import Ledger
+from syncer.lock import acquire_lock
+from syncer.planner import Plan, build_plan
+from syncer.report import render_plan
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ApiError",
     "ApiUnavailable",
+    "ApplyOptions",
     "BulkJobError",
+    "Config",
     "ConfigError",
     "GuardError",
+    "InterruptedRunError",
+    "Ledger",
     "LedgerError",
     "LockedError",
+    "Plan",
+    "PlanError",
+    "RunReport",
+    "SourceError",
+    "SubmissionLost",
     "SyncerError",
     "__version__",
+    "acquire_lock",
+    "apply_config",
+    "build_plan",
+    "load_config",
+    "render_plan",
+    "run_apply",
 ]
