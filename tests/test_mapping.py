@@ -429,7 +429,10 @@ COURSE_INVALID = [
 @pytest.mark.parametrize(("field", "row", "where", "reason"), COURSE_INVALID)
 def test_invalid_course_rows(field: FieldSpec, row: dict[str, Any], where: str, reason: str) -> None:
     result = map_row(RecordKind.COURSE, row, field)
-    assert result == InvalidRow("acme", RecordKind.COURSE, "src.csv:2", where, reason)
+    # An invalid course still names its course (so the planner never archives it) unless the
+    # externalId itself is what is wrong.
+    key = None if field.target == "externalId" else "c1"
+    assert result == InvalidRow("acme", RecordKind.COURSE, "src.csv:2", where, reason, key)
 
 
 FILTERS = [
