@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, make_url
 
 from syncer.errors import LockedError
 from syncer.ledger import Ledger, LockRow
+from syncer.progress import event
 
 _POLL_SECONDS = 0.1
 LEDGER_LOCK = "ledger"
@@ -129,18 +130,24 @@ class RunLock:
     def acquire(self, timeout: float) -> None:
         """Take every lock, waiting up to ``timeout`` seconds; raise LockedError naming the holder."""
         deadline = time.monotonic() + max(0.0, timeout)
+        announced = False
         while True:
             busy = self._try_take()
             if not busy:
                 break
             if time.monotonic() >= deadline:
                 self._close()
-                holders = [h for h in read_holders(self._ledger) if h.name in busy]
-                who = "; ".join(h.describe() for h in holders) or "another process"
                 raise LockedError(
-                    f"another syncer run holds the lock on {', '.join(busy)}: {who}. "
+                    f"another syncer run holds the lock on {', '.join(busy)}: {self._who(busy)}. "
                     "Wait for it to finish, or pass --lock-timeout SECONDS to wait."
                 )
+            if not announced:
+                # A run that waits says so: in a cron log, a silent wait looks like a hang.
+                event(
+                    f"waiting up to {timeout:g} s for the lock on {', '.join(busy)}: {self._who(busy)}",
+                    locks=busy,
+                )
+                announced = True
             time.sleep(_POLL_SECONDS)
         now = datetime.now(UTC)
         with self._ledger.translate_errors("recording the lock holder"), self._ledger.engine.begin() as conn:
@@ -159,6 +166,10 @@ class RunLock:
                     for name in self.names
                 ],
             )
+
+    def _who(self, busy: Sequence[str]) -> str:
+        holders = [h for h in read_holders(self._ledger) if h.name in busy]
+        return "; ".join(h.describe() for h in holders) or "another process"
 
     def heartbeat(self) -> None:
         """Show that the holder is alive."""

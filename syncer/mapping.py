@@ -7,10 +7,11 @@ for every row of sources with millions of them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
@@ -19,7 +20,10 @@ from functools import cache
 from itertools import islice
 from string import Formatter
 from typing import Any
+from weakref import WeakSet
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
 
 from syncer import resources
 from syncer.config import (
@@ -33,7 +37,16 @@ from syncer.config import (
     SourceConfig,
 )
 from syncer.errors import ConfigError, Problem, SourceError
-from syncer.models import InvalidRow, Record, RecordKind, Row, content_hash, stat_group, stat_key
+from syncer.models import (
+    InvalidRow,
+    Record,
+    RecordKind,
+    Row,
+    StagedRow,
+    content_hash,
+    stat_group,
+    stat_key,
+)
 from syncer.sources import load_columns, load_rows
 
 __all__ = [
@@ -71,6 +84,9 @@ class _Missing:
 
 
 _MISSING: Any = _Missing()
+_dumps = orjson.dumps
+_SORT_KEYS = orjson.OPT_SORT_KEYS
+_blake2b = hashlib.blake2b
 
 # --- the compiled schema checker ---------------------------------------------------------------
 
@@ -135,8 +151,15 @@ def _render(parts: tuple[Any, ...]) -> str:
 class _CheckerSource:
     """Generates the Python source of one schema's checker (straight-line code, no interpretation)."""
 
-    def __init__(self, root: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        root: Mapping[str, Any],
+        trusted: frozenset[str] = frozenset(),
+        present: frozenset[str] | None = None,
+    ) -> None:
         self.root = root
+        self.trusted = trusted
+        self.present = present
         self.lines: list[str] = []
         self.env: dict[str, Any] = {
             "_M": _MISSING,
@@ -223,7 +246,9 @@ class _CheckerSource:
             rx = self.fresh("rx", re.compile(schema["pattern"]))
             why = f" does not match {schema['pattern']!r}"
             self.fail(depth, f"{guard('string')}{rx}.search({v}) is None", parts, f"_r({v}) + {why!r}")
-        if schema.get("format") == "date-time":  # other formats (ObjectId) are annotations only
+        if schema.get("format") == "date-time" and not (  # other formats are annotations only
+            len(parts) == 1 and parts[0][0] == "s" and parts[0][1] in self.trusted
+        ):
             self.fail(depth, f"{guard('string')}not _dt({v})", parts, f"_r({v}) + \" is not a 'date-time'\"")
         if {"required", "properties", "additionalProperties"} & set(schema):
             inner = depth
@@ -251,9 +276,16 @@ class _CheckerSource:
             self.fail(
                 depth, f"{name!r} not in {v}", [*parts, ("s", name)], repr(f"{name!r} is a required property")
             )
+        required = frozenset(schema.get("required", ()))
         properties: Mapping[str, Any] = schema.get("properties", {})
         for name, sub in properties.items():
+            if not parts and self.present is not None and name not in self.present:
+                continue  # the caller's objects never hold it
             x = self.fresh("x")
+            if name in required:  # checked above: present
+                self.emit(depth, f"{x} = {v}[{name!r}]")
+                self.node(sub, x, [*parts, ("s", name)], depth)
+                continue
             self.emit(depth, f"{x} = {v}.get({name!r}, _M)")
             self.emit(depth, f"if {x} is not _M:")
             mark = len(self.lines)
@@ -278,14 +310,20 @@ class _CheckerSource:
                 self.emit(depth + 2, "pass")
 
 
-def build_checker(schema: Mapping[str, Any]) -> Check:
+def build_checker(
+    schema: Mapping[str, Any], trusted: Iterable[str] = (), present: Iterable[str] | None = None
+) -> Check:
     """Compile a JSON Schema of the keyword subset the API schemas use into straight Python code.
 
     Supported: type, enum (strings), required, properties, additionalProperties, minimum,
     maximum, minLength, pattern, items, format date-time, and local ``$ref`` to ``$defs``.
     Anything else raises ValueError, so a schema never silently checks less than it says.
+    ``trusted`` names top-level properties whose ``format`` the caller has already checked
+    (the mapper's date-time parser only produces valid date-times): their type is still checked.
+    ``present``, when given, names every top-level property the checked objects can hold: the
+    others are not looked up (the mapper's payloads hold only the fields the config declares).
     """
-    gen = _CheckerSource(schema)
+    gen = _CheckerSource(schema, frozenset(trusted), None if present is None else frozenset(present))
     gen.emit(0, "def check(v0):")
     gen.node(schema, "v0", [], 1)
     gen.emit(1, "return None")
@@ -412,6 +450,11 @@ def _fast_format(fmt: str) -> re.Pattern[str] | None:
         return None
 
 
+# The date-time parsers the mapper built: a field whose last step is one of them needs no
+# schema "date-time" check (the parser only returns RFC 3339 text).
+_DATETIME_PARSERS: WeakSet[Callable[[Any], str]] = WeakSet()
+
+
 def _datetime_parser(fmt: str | None, zone: tzinfo) -> Callable[[Any], str]:
     fast = _fast_format(fmt) if fmt else None
     seen: dict[str, str] = {}  # statistics repeat their timestamps: remember recent answers
@@ -439,13 +482,14 @@ def _datetime_parser(fmt: str | None, zone: tzinfo) -> Callable[[Any], str]:
 
     def parse(v: Any) -> str:
         if type(v) is str:
+            # Already in the API's own form (``2024-04-27T21:41:00.000Z``): nothing to convert.
+            # The RFC 3339 check is the schema's own, so the schema check can trust the result.
+            if fmt is None and len(v) == 24 and v[23] == "Z" and v[10] == "T" and _is_datetime(v):
+                return v
             known = seen.get(v)
             if known is not None:
                 return known
             dt = strict(v)
-            # Already in the API's own form: nothing to convert.
-            if fmt is None and len(v) == 24 and v[23] == "Z" and v[19] == "." and v[10] == "T":
-                return v
             if len(seen) >= 4096:
                 seen.clear()
             seen[v] = text = convert(v, dt)
@@ -462,6 +506,7 @@ def _datetime_parser(fmt: str | None, zone: tzinfo) -> Callable[[Any], str]:
         except (OverflowError, ValueError):
             raise _Bad(f"{v!r} is out of the supported date range") from None
 
+    _DATETIME_PARSERS.add(parse)
     return parse
 
 
@@ -600,6 +645,7 @@ class _RowSource:
         self.lines: list[str] = []  # the fields' code, inside the row function's try block
         self.env: dict[str, Any] = {"_Bad": _Bad}
         self.count = 0
+        self.trusted: set[str] = set()  # fields whose date-time format the parser guarantees
 
     def const(self, value: Any) -> str:
         self.count += 1
@@ -611,6 +657,8 @@ class _RowSource:
     ) -> None:
         label = f"column {spec.column!r}" if spec.column is not None else f"field {spec.target!r}"
         steps = _steps(spec, prop, label)
+        if steps and not ident and steps[-1] in _DATETIME_PARSERS:
+            self.trusted.add(target)
         wrap = (lambda v: {"type": ident, "value": v}) if ident else (lambda v: v)
         emit = self.lines.append
         emit(f"        field = {target!r}")
@@ -728,7 +776,11 @@ class Mapper:
         extra = {"forceNew": True} if kind is RecordKind.STAT and spec.force_new else {}
         self._integration = integration.name
         self._kind = kind
-        self._run = gen.build(spec.filters, extra, validator.check)
+        # The payload holds only the declared fields (and the extras): check those, no others.
+        present = {_IDENTIFIERS.get(f.target, f.target) if kind is RecordKind.STAT else f.target
+                   for f in spec.fields} | set(extra)  # fmt: skip
+        check = build_checker(validator.schema, gen.trusted, present)
+        self._run = gen.build(spec.filters, extra, check)
         # An invalid course row still names its course when its externalId maps: the planner
         # must not take the course for gone from the source and archive it.
         self._key_of = None
@@ -754,12 +806,37 @@ class Mapper:
             )
         if out is None:
             return None
+        return self._invalid(row.origin, row.values, out)
+
+    def stage(self, origin: str, values: Mapping[str, Any]) -> StagedRow | InvalidRow | None:
+        """``map`` as the planner stages it: a StagedRow instead of a Record (None if filtered out).
+
+        The payload is serialised once: its canonical JSON is both what is staged and what is
+        hashed, and the statistic's key is its group plus ``firstActivityAt``.
+        """
+        out = self._run(values)
+        if type(out) is dict:
+            text = _dumps(out, option=_SORT_KEYS)
+            digest = _blake2b(text, digest_size=16).hexdigest()
+            if self._kind is RecordKind.STAT:
+                course, user, first = out["courseIdentifier"], out["userIdentifier"], out["firstActivityAt"]
+                key = _dumps([course["type"], course["value"], user["type"], user["value"], first]).decode()
+                # == stat_group(course, user): the key without its last item. ``first`` passed the
+                # date-time check, so JSON writes it as itself in quotes (no escapes).
+                group = key[: len(key) - len(first) - 4] + "]"
+                return key, digest, text.decode(), origin, group, first, out["lastActivityAt"]
+            return out["externalId"], digest, text.decode(), origin, "", "", ""
+        if out is None:
+            return None
+        return self._invalid(origin, values, out)
+
+    def _invalid(self, origin: str, values: Mapping[str, Any], out: tuple[str, str]) -> InvalidRow:
         key = None
         if self._key_of is not None:
-            named = self._key_of(row.values)
+            named = self._key_of(values)
             if type(named) is dict and isinstance(named.get("externalId"), str) and named["externalId"]:
                 key = named["externalId"]
-        return InvalidRow(self._integration, self._kind, row.origin, out[0] or None, out[1], key)
+        return InvalidRow(self._integration, self._kind, origin, out[0] or None, out[1], key)
 
 
 def build_mapper(integration: IntegrationConfig, kind: RecordKind, spec: ObjectConfig) -> Mapper:

@@ -91,6 +91,11 @@ class InvalidRow:
     key: str | None = None
 
 
+StagedRow = tuple[str, str, str, str, str, str, str]
+"""A valid record as the planner stages it, without a Record object per row (millions of rows):
+(key, hash, payload as canonical JSON text, origin, group, order, activity)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ItemResult:
     """One item of a bulk operation's results."""

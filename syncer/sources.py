@@ -20,7 +20,7 @@ from syncer.config import SourceConfig, SourceKind, redact_url
 from syncer.errors import SourceError
 from syncer.models import Row
 
-__all__ = ["SQL_BATCH_ROWS", "load_columns", "load_rows"]
+__all__ = ["SQL_BATCH_ROWS", "load_columns", "load_rows", "load_values"]
 
 SQL_BATCH_ROWS = 1000
 """Rows fetched per round trip from an SQL source's server-side cursor."""
@@ -28,10 +28,31 @@ SQL_BATCH_ROWS = 1000
 
 def load_rows(source: SourceConfig) -> Generator[Row, None, None]:
     """Stream the rows of ``source``; raises SourceError (with file:line) while iterating."""
+    with closing(load_values(source)) as pairs:
+        for origin, values in pairs:
+            yield Row(origin, values)
+
+
+Share = tuple[int, int, int]
+"""(index, count, size): of the rows cut in chunks of ``size``, only the chunks whose number is
+``index`` modulo ``count`` (several processes each map their share of one file)."""
+
+
+def load_values(
+    source: SourceConfig, share: Share | None = None
+) -> Generator[tuple[str, dict[str, Any]], None, None]:
+    """Stream ``(origin, values)`` of each row: ``load_rows`` without a Row object per row.
+
+    The planner's hot path reads millions of rows; building a frozen Row for each costs more
+    than the CSV parsing itself. With ``share`` (files only) the other rows are parsed, for
+    their line numbers and errors, but not built.
+    """
     if source.kind is SourceKind.CSV:
-        return _csv_rows(source)
+        return _csv_rows(source, share)
     if source.kind is SourceKind.JSONL:
-        return _jsonl_rows(source)
+        return _jsonl_rows(source, share)
+    if share is not None:
+        raise ValueError("only file sources can be read in shares")
     return _sql_rows(source)
 
 
@@ -42,8 +63,8 @@ def load_columns(source: SourceConfig) -> list[str]:
             reader = csv.reader(stream, delimiter=source.delimiter)
             return _csv_header(source, reader)
     if source.kind is SourceKind.JSONL:
-        for row in _jsonl_rows(source):
-            return list(row.values)
+        for _origin, values in _jsonl_rows(source):
+            return list(values)
         return []
     with closing(_sql_cursor(source)) as cursor:
         return next(cursor)  # the first item the generator yields is the column list
@@ -119,9 +140,13 @@ def _csv_header(source: SourceConfig, reader: Any) -> list[str]:
     return []
 
 
-def _csv_rows(source: SourceConfig) -> Generator[Row, None, None]:
+def _csv_rows(
+    source: SourceConfig, share: Share | None = None
+) -> Generator[tuple[str, dict[str, Any]], None, None]:
     path = _path(source)
     name = path.name
+    index, count, size = share or (0, 1, 1)
+    number = -1
     with _open_text(source) as stream:
         reader = csv.reader(stream, delimiter=source.delimiter)
         header = _csv_header(source, reader)
@@ -132,7 +157,9 @@ def _csv_rows(source: SourceConfig) -> Generator[Row, None, None]:
                 # A quoted value may span lines: the record starts after the previous one ended.
                 start, line = line + 1, reader.line_num
                 if len(values) == width:
-                    yield Row(f"{name}:{start}", dict(zip(header, values, strict=True)))
+                    number += 1
+                    if count == 1 or (number // size) % count == index:
+                        yield f"{name}:{start}", dict(zip(header, values, strict=True))
                 elif values:  # csv gives [] for a blank line: skip it
                     raise SourceError(
                         f"{path}:{start}: {len(values)} values, but the header has {width} columns"
@@ -144,14 +171,21 @@ def _csv_rows(source: SourceConfig) -> Generator[Row, None, None]:
             raise SourceError(f"{path}:{reader.line_num}: {exc}{_declared(source)}") from exc
 
 
-def _jsonl_rows(source: SourceConfig) -> Generator[Row, None, None]:
+def _jsonl_rows(
+    source: SourceConfig, share: Share | None = None
+) -> Generator[tuple[str, dict[str, Any]], None, None]:
     path = _path(source)
     name = path.name
+    index, count, size = share or (0, 1, 1)
+    row = -1
     with _open_text(source) as stream:
         try:
             for number, text in enumerate(stream, start=1):
                 if not text.strip():
                     continue
+                row += 1
+                if count > 1 and (row // size) % count != index:
+                    continue  # another process's share (a bad line there is its to report)
                 try:
                     value = orjson.loads(text)
                 except orjson.JSONDecodeError as exc:
@@ -162,7 +196,7 @@ def _jsonl_rows(source: SourceConfig) -> Generator[Row, None, None]:
                     raise SourceError(
                         f"{path}:{number}: a JSON {_json_kind(value)}, not an object{_declared(source)}"
                     )
-                yield Row(f"{name}:{number}", value)
+                yield f"{name}:{number}", value
         except UnicodeDecodeError as exc:
             raise _decode_error(source, exc) from exc
 
@@ -182,12 +216,12 @@ def _json_kind(value: object) -> str:
 # --- SQL ---------------------------------------------------------------------------------------
 
 
-def _sql_rows(source: SourceConfig) -> Generator[Row, None, None]:
+def _sql_rows(source: SourceConfig) -> Generator[tuple[str, dict[str, Any]], None, None]:
     cursor = _sql_cursor(source)
     with closing(cursor):
         columns = next(cursor)
         for number, values in enumerate(cursor, start=1):
-            yield Row(f"{source.name} row {number}", dict(zip(columns, values, strict=True)))
+            yield f"{source.name} row {number}", dict(zip(columns, values, strict=True))
 
 
 def _sql_cursor(source: SourceConfig) -> Generator[Any, None, None]:

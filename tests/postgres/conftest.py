@@ -26,7 +26,8 @@ def pg_admin() -> Iterator[Engine]:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # the server is optional on a developer machine, required in CI
         engine.dispose()
-        reason = f"no PostgreSQL server at {engine.url.render_as_string(hide_password=True)}: {exc}"
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        reason = f"no PostgreSQL server at {engine.url.render_as_string(hide_password=True)}: {detail}"
         if os.environ.get("SYNCER_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"{reason} (SYNCER_REQUIRE_POSTGRES=1)", pytrace=False)
         pytest.skip(reason)

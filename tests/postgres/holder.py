@@ -13,11 +13,13 @@ import time
 from syncer.errors import LockedError
 from syncer.ledger import Ledger
 from syncer.lock import acquire_lock
+from syncer.progress import configure_logging
 
 
 def main(argv: list[str]) -> int:
     """Take the locks, report, hold until stdin closes."""
     url, timeout, names = argv[0], float(argv[1]), argv[2:]
+    configure_logging("text")  # "waiting up to ... for the lock" goes to stderr
     ledger = Ledger.open(url)
     try:
         run_id = ledger.start_run("apply")

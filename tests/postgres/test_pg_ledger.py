@@ -30,7 +30,9 @@ pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 20.0
-OPEN_LEDGER = "import sys; from syncer.ledger import Ledger; Ledger.open(sys.argv[1]).close(); print('opened')"
+OPEN_LEDGER = (
+    "import sys; from syncer.ledger import Ledger; Ledger.open(sys.argv[1]).close(); print('opened')"
+)
 
 
 def course(key: str, name: str = "Course") -> Record:
@@ -149,7 +151,9 @@ def test_prepare_writes_ahead_and_results_are_recorded_once(ledger: Ledger) -> N
 
 
 def test_archive_then_reimport_and_abandon(ledger: Ledger) -> None:
-    ledger.record_results(send(ledger, OperationType.IMPORT_COURSES, [course("a")]), OperationStatus.COMPLETED, ok(1))
+    ledger.record_results(
+        send(ledger, OperationType.IMPORT_COURSES, [course("a")]), OperationStatus.COMPLETED, ok(1)
+    )
     archive = send(ledger, OperationType.ARCHIVE_COURSES, [course("a")])
     ledger.record_results(archive, OperationStatus.COMPLETED, ok(1))
     with ledger.engine.connect() as conn:

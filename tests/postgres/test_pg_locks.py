@@ -51,6 +51,14 @@ class Holder:
         self.proc.stdin.close()
         return self.line()
 
+    def said(self, word: str) -> str:
+        """The first stderr line holding ``word`` (reading ahead of it)."""
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if word in line:
+                return line
+        raise AssertionError(f"holder ended without saying {word!r} (exit {self.proc.wait(DEADLINE)})")
+
     def stderr(self) -> str:
         assert self.proc.stderr is not None
         return self.proc.stderr.read()
@@ -99,25 +107,22 @@ def test_different_integrations_hold_at_once(spawn) -> None:
     assert alpha.proc.wait(DEADLINE) == beta.proc.wait(DEADLINE) == 0
 
 
-def test_same_integration_is_refused_naming_the_holder(spawn, ledger: Ledger) -> None:
+def test_same_integration_is_refused_or_waits(spawn, ledger: Ledger) -> None:
     first = spawn(["alpha", "beta"])
     assert first.line().startswith("locked")
-    second = spawn(["beta"])
-    refused = second.line()
-    assert refused.startswith("refused 5 another syncer run holds the lock on integration:beta")
-    assert f"pid {first.proc.pid} since" in refused
-    assert second.proc.wait(DEADLINE) == 5
+    refused = spawn(["beta"])  # no timeout: refused at once, naming the holder
+    line = refused.line()
+    assert line.startswith("refused 5 another syncer run holds the lock on integration:beta")
+    assert f"pid {first.proc.pid} since" in line
+    assert refused.proc.wait(DEADLINE) == 5
     assert {h.pid for h in read_holders(ledger)} == {first.proc.pid}
 
-
-def test_same_integration_waits_with_a_timeout(spawn) -> None:
-    first = spawn(["alpha"])
-    assert first.line().startswith("locked")
-    second = spawn(["alpha"], timeout=DEADLINE)
+    waiting = spawn(["alpha"], timeout=DEADLINE)
+    assert "for the lock on integration:alpha" in waiting.said("waiting up to")  # it is waiting
     released = _stamp(first.let_go(), "released")
-    taken = _stamp(second.line(), "locked")
+    taken = _stamp(waiting.line(), "locked")
     assert taken >= released  # never interleaved: the second held only after the first let go
-    assert second.let_go().startswith("released")
+    assert waiting.let_go().startswith("released")
 
 
 def test_a_killed_holder_releases_its_lock(spawn, ledger: Ledger) -> None:

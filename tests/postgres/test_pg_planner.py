@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from syncer.config import BatchSizes, Tolerance
+from syncer.errors import LedgerError
 from syncer.ledger import Ledger
 from syncer.models import (
     ChangeAction,
@@ -108,7 +109,11 @@ def test_the_same_plan_on_both_backends(ledger: Ledger) -> None:
         KindCounts(new=6, unchanged=1),
     )
     assert (summary.archives, summary.live_courses, summary.invalid, summary.guard) == (1, 12, 4, None)
-    assert summary.batches == {"importExternalCourses": 2, "importExternalStatistics": 2, "archiveExternalCourses": 1}
+    assert summary.batches == {
+        "importExternalCourses": 2,
+        "importExternalStatistics": 2,
+        "archiveExternalCourses": 1,
+    }
     assert keys(batches) == [
         ("importExternalCourses", ["K03", "new-a", "new-b"]),
         ("importExternalCourses", ["pend", "Ünïcödé-日本"]),
@@ -116,7 +121,9 @@ def test_the_same_plan_on_both_backends(ledger: Ledger) -> None:
         ("importExternalStatistics", ["2025-04-01", "2025-04-02", "2025-04-03"]),
         ("archiveExternalCourses", ["K10"]),
     ]
-    progress = {r.order: r.payload.get("progress") for _, b in batches for r in b if r.kind is RecordKind.STAT}
+    progress = {
+        r.order: r.payload.get("progress") for _, b in batches for r in b if r.kind is RecordKind.STAT
+    }
     assert progress["2025-03-01"] == 90
     assert changes == [
         ("K03", ChangeAction.CHANGED, "c.csv:9", (FieldChange("name", "Course", "Renamed"),)),
@@ -144,3 +151,46 @@ def test_staging_leaves_nothing_behind(ledger: Ledger) -> None:
     with ledger.engine.connect() as conn:
         tables: Any = inspect(conn).get_table_names()
     assert not [t for t in tables if t.startswith("syncer_")]
+
+
+def test_awkward_text_survives_staging(ledger: Ledger) -> None:
+    # COPY's text format escapes tabs, newlines and backslashes: they must come back unchanged.
+    awkward = "tab\there, new\nline, back\\slash, \\N, quote ' \" , ünï 日本 🎓"
+    items: list[Record | InvalidRow] = [
+        course(f"k\t{awkward}", name=awkward),
+        InvalidRow("acme", RecordKind.COURSE, f"c.csv:3 {awkward}", "name", awkward, key=None),
+    ]
+    with plan_records(ledger, [Desired("acme", RecordKind.COURSE, items)]) as plan:
+        [(_, [sent])] = list(plan.batches("acme"))
+        [invalid] = plan.invalid_rows
+    assert (sent.key, sent.payload["name"]) == (f"k\t{awkward}", awkward)
+    assert sent.hash == course(f"k\t{awkward}", name=awkward).hash
+    assert (invalid.origin, invalid.reason, invalid.key) == (f"c.csv:3 {awkward}", awkward, None)
+
+
+@pytest.mark.postgres
+def test_a_staging_failure_is_a_ledger_error(pg_url: str) -> None:
+    ledger = Ledger.open(pg_url)
+    try:
+        with pytest.raises(LedgerError, match=r"staging records failed: .*0x00"):
+            plan_records(ledger, [Desired("acme", RecordKind.COURSE, [course("nul\x00byte")])])
+    finally:
+        ledger.close()
+
+
+@pytest.mark.postgres
+def test_the_plan_connection_stays_usable_after_streaming(pg_url: str) -> None:
+    # Streaming options are per statement: after the batches were read, the plan's connection
+    # still runs ordinary statements (on PostgreSQL a sticky stream_results would turn them into
+    # server-side cursors, and DDL or DML would then fail).
+    ledger = Ledger.open(pg_url)
+    try:
+        with plan_records(ledger, [Desired("acme", RecordKind.COURSE, [course("a")])]) as plan:
+            assert [len(b) for _, b in plan.batches("acme")] == [1]
+            conn = plan._conn
+            assert conn is not None
+            conn.execute(text("CREATE TEMPORARY TABLE after_stream (i int)"))
+            conn.execute(text("INSERT INTO after_stream VALUES (1)"))
+            conn.rollback()
+    finally:
+        ledger.close()
