@@ -9,7 +9,7 @@ import asyncio
 import inspect
 import logging
 from collections import Counter, defaultdict, deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +34,8 @@ _FINISHED = frozenset({OperationStatus.COMPLETED.value, OperationStatus.ERROR.va
 MISSING_RESULT = "the operation's results hold no entry for this item"
 
 ProgressCallback = Callable[[Mapping[str, Any]], Awaitable[object] | object]
+KnownIds = Callable[[Sequence[str]], Collection[str]]
+"""Given operation ids, returns those already recorded for other batches."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,12 @@ def match_results(
     result whose echoed ``input`` carries extra keys (defaults filled in by the API) still
     matches an item whose every key it repeats.
     """
+    if len(results) == len(items) and all(
+        r.get("input") == item for r, item in zip(results, items, strict=True)
+    ):
+        # Fast path: the results echo the items in order (dict equality already treats 100.0
+        # and 100 alike), so there is no need to build canonical JSON of each.
+        return list(results), []
     slots: dict[bytes, deque[int]] = defaultdict(deque)
     for position, item in enumerate(items):
         slots[_canonical(item)].append(position)
@@ -203,16 +211,22 @@ async def find_submitted_operation(
     created_after: datetime,
     poll: PollPolicy = PollPolicy(),
     skew: timedelta = timedelta(minutes=2),
+    known: KnownIds | None = None,
 ) -> str | None:
     """The Location of an operation that already carries this batch, or None.
 
     Looks at the operations of ``op_type`` created since ``created_after`` (minus ``skew`` for
     clock differences), oldest first; waits for unfinished ones (their results are not readable
-    before), then compares their results' inputs with the batch as a multiset.
+    before), then compares their results' inputs with the batch as a multiset. ``known`` names,
+    among the candidates' ids, those already recorded for other batches (the ledger's): they are
+    never adopted, so an identical batch sent again (a retried rejection) is not mistaken for them.
     """
     candidates = [
         op async for op in client.fetch_operations(op_type=op_type, created_gte=created_after - skew)
     ]
+    if known is not None:
+        taken = known([str(op.get("_id")) for op in candidates])
+        candidates = [op for op in candidates if str(op.get("_id")) not in taken]
     # The list's sort order is undocumented: sort here so the oldest match wins.
     candidates.sort(key=lambda op: (str(op.get("createdAt", "")), str(op.get("_id", ""))))
     wanted = Counter(_canonical(item) for item in items)
@@ -229,6 +243,28 @@ async def find_submitted_operation(
         if echoed == wanted:
             return client.operation_url(ident)
         matched, leftovers = match_results(items, results)
-        if not leftovers and all(m is not None for m in matched):
+        if not leftovers and all(
+            m is not None and _only_defaults_added(item, m.get("input"))
+            for item, m in zip(items, matched, strict=True)
+        ):
             return client.operation_url(ident)
     return None
+
+
+# Documented defaults the API may fill into an echoed item (bulk-api.json): an echo may add
+# these, with these values, and still be the item we sent.
+_ITEM_DEFAULTS: Mapping[str, Any] = {"forceNew": False, "contentType": "course"}
+
+
+def _only_defaults_added(item: Mapping[str, Any], echoed: Any) -> bool:
+    """True when ``echoed`` adds to ``item`` nothing but documented defaults.
+
+    Adoption must be strict: an echo with ``forceNew: true`` is another batch than ours without
+    it (the other would create attempts ours must not), even if every key of ours matches.
+    """
+    if not isinstance(echoed, Mapping):
+        return False
+    return all(
+        key in _ITEM_DEFAULTS and _plain(echoed[key]) == _ITEM_DEFAULTS[key]
+        for key in echoed.keys() - item.keys()
+    )

@@ -36,7 +36,7 @@ class _Group(click.Group):
         except SyncerError as exc:
             if ctx.obj is not None and ctx.obj.debug:
                 raise
-            _print_error(exc)
+            _print_error(exc, ctx.obj.log_format if ctx.obj is not None else "text")
             sys.exit(exc.exit_code)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
@@ -53,7 +53,19 @@ class _Group(click.Group):
             sys.exit(1)  # usage errors are 1: exit 2 only ever means "changes present"
 
 
-def _print_error(exc: SyncerError) -> None:
+def _print_error(exc: SyncerError, log_format: str = "text") -> None:
+    if log_format == "json":
+        # Log shippers read stderr as one JSON object per line: the final error is one too.
+        import orjson
+
+        from syncer.progress import json_log_line
+
+        problems = [str(p) for p in exc.problems] if isinstance(exc, ConfigError) else []
+        fields: dict[str, Any] = {"exit_code": exc.exit_code, "error": type(exc).__name__}
+        if problems:
+            fields["problems"] = problems
+        click.echo(orjson.dumps(json_log_line("error", str(exc), fields)).decode(), err=True)
+        return
     if isinstance(exc, ConfigError) and exc.problems:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
@@ -150,8 +162,23 @@ def plan(
 @click.option("--token-lifetime", type=float, default=3600.0, show_default=True, help="Token lifetime (s).")
 @click.option("--op-seconds", type=float, default=0.2, show_default=True, help="Operation duration (s).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated ids and tokens.")
+@click.option(
+    "--write-rate", type=float, default=10.0, show_default=True, help="Writes per second (0: unlimited)."
+)
+@click.option(
+    "--read-rate", type=float, default=50.0, show_default=True, help="Reads per second (0: unlimited)."
+)
+@click.option("--trust-items", is_flag=True, help="Skip the schema check of each bulk item (for benchmarks).")
 def simulator(
-    host: str, port: int, users_path: Path | None, token_lifetime: float, op_seconds: float, seed: int
+    host: str,
+    port: int,
+    users_path: Path | None,
+    token_lifetime: float,
+    op_seconds: float,
+    seed: int,
+    write_rate: float,
+    read_rate: float,
+    trust_items: bool,
 ) -> None:
     """Run the built-in 360Learning API simulator until Ctrl-C."""
     import asyncio
@@ -173,6 +200,9 @@ def simulator(
         token_lifetime=token_lifetime,
         op_seconds=op_seconds,
         seed=seed,
+        write_rate=write_rate or None,
+        read_rate=read_rate or None,
+        check_items=not trust_items,
     )
 
     def announce(sim: Simulator) -> None:
@@ -223,6 +253,13 @@ def _progress_for(ctx: Context) -> Any:
     show_default=True,
     help="Seconds to wait for another run's lock before exiting 5.",
 )
+@click.option(
+    "--poll-seconds",
+    type=click.FloatRange(min=0.001),
+    default=None,
+    hidden=True,  # advanced: the first poll delay of an operation (tests use a short one)
+    help="First delay between polls of an operation, in seconds (default 1; grows to 15x).",
+)
 @click.pass_obj
 def apply(
     ctx: Context,
@@ -233,6 +270,7 @@ def apply(
     retry_rejected: bool,
     allow_mass_archive: bool,
     lock_timeout: float,
+    poll_seconds: float | None,
 ) -> None:
     """Finish operations left in flight, then plan and send the difference. Never prompts."""
     import contextlib
@@ -258,7 +296,7 @@ def apply(
         ledger = Ledger.open(config.ledger_url.reveal())
         stack.callback(ledger.close)
         names = select_integrations(config, integrations or None)
-        stack.enter_context(acquire_lock(ledger, names, timeout=lock_timeout))
+        lock = stack.enter_context(acquire_lock(ledger, names, timeout=lock_timeout))
         check = None
         if saved is not None and not simulate:
             check_saved_plan(saved, config, ledger)
@@ -271,15 +309,29 @@ def apply(
                 integrations=tuple(names),
                 retry_rejected=retry_rejected,
                 allow_mass_archive=allow_mass_archive,
+                **_poll_option(poll_seconds),
             ),
             progress=progress,
             check_plan=check,
+            heartbeat=lock.heartbeat,
         )
     click.echo(render_run(report), nl=False)
-    if report.failed_operations:
-        sys.exit(4)
-    if report.rejected or report.invalid_beyond_tolerance:
-        sys.exit(3)
+    code = 4 if report.failed_operations else 3 if report.rejected or report.invalid_beyond_tolerance else 0
+    # One last log line with the numbers, so that cron mail and log shippers see the outcome.
+    from syncer.progress import event
+
+    event(f"apply finished: exit {code}", exit_code=code, **report.summary())
+    if code:
+        sys.exit(code)
+
+
+def _poll_option(poll_seconds: float | None) -> dict[str, Any]:
+    """ApplyOptions keywords for ``--poll-seconds`` (none: the engine's default policy)."""
+    if poll_seconds is None:
+        return {}
+    from syncer.bulk import PollPolicy
+
+    return {"poll": PollPolicy(first=poll_seconds, factor=1.5, maximum=poll_seconds * 15)}
 
 
 @cli.command()

@@ -22,18 +22,29 @@ log = logging.getLogger("syncer")
 _STANDARD_ATTRS = frozenset([*vars(logging.makeLogRecord({})), "message", "asctime"])
 
 
+def json_log_line(
+    level: str, message: str, fields: Mapping[str, Any], created: float | None = None
+) -> dict[str, Any]:
+    """The object of one ``--log-format json`` line: time, level, message, then ``fields``."""
+    moment = datetime.fromtimestamp(time.time() if created is None else created, UTC)
+    return {
+        "time": moment.isoformat(timespec="milliseconds"),
+        "level": level,
+        "message": message,
+        **{k: v for k, v in fields.items() if k not in ("time", "level", "message")},
+    }
+
+
 class _JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, message, and the record's extra fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "message": record.getMessage(),
+        extra = {
+            key: value
+            for key, value in vars(record).items()
+            if key not in _STANDARD_ATTRS and not key.startswith("_")
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                out[key] = value
+        out = json_log_line(record.levelname.lower(), record.getMessage(), extra, record.created)
         return orjson.dumps(out, default=str).decode()
 
 

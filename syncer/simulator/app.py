@@ -252,7 +252,9 @@ def create_app(
 ) -> web.Application:
     """The simulator as an aiohttp application (serve it with a runner or ``aiohttp_server``)."""
     settings = settings or SimulatorSettings()
-    app = web.Application(middlewares=[_middleware])
+    # UNDOCUMENTED: the request byte limit. 10,000 items are ~3 MB of JSON; aiohttp's default
+    # (1 MB) would refuse full batches with 413.
+    app = web.Application(middlewares=[_middleware], client_max_size=64 * 1024 * 1024)
     app[api.STATE] = state or SimState(settings)
     app[ON_RESPONSE] = [on_response] if on_response else []
     app.cleanup_ctx.append(_ticker)
