@@ -726,6 +726,25 @@ class Ledger:
             rows = conn.execute(query.order_by(operations.c.id)).mappings()
             return [_operation_info(r) for r in rows]
 
+    def known_api_ids(self, api_ids: Iterable[str]) -> set[str]:
+        """Those of ``api_ids`` that an operation of this ledger already carries.
+
+        A lost submission must never adopt one of these: they belong to other batches, even
+        when their content is identical (a retried rejection, a resend after an ``error``).
+        """
+        wanted = sorted(set(api_ids))
+        found: set[str] = set()
+        with self.translate_errors("reading operations"), self._engine.connect() as conn:
+            for start in range(0, len(wanted), 500):  # stay far below bound-parameter limits
+                chunk = wanted[start : start + 500]
+                found.update(
+                    str(v)
+                    for v in conn.execute(
+                        select(operations.c.api_id).where(operations.c.api_id.in_(chunk))
+                    ).scalars()
+                )
+        return found
+
     def operation_items(self, op_id: int) -> list[OperationItem]:
         """The items of an operation in request order, with their results."""
         query = (

@@ -29,6 +29,7 @@ from syncer.ledger import Ledger, LockRow
 from syncer.progress import event
 
 _POLL_SECONDS = 0.1
+_HOLDER_SETTLE_SECONDS = 2.0
 LEDGER_LOCK = "ledger"
 _locks = cast(Table, LockRow.__table__)
 
@@ -138,7 +139,8 @@ class RunLock:
             if time.monotonic() >= deadline:
                 self._close()
                 raise LockedError(
-                    f"another syncer run holds the lock on {', '.join(busy)}: {self._who(busy)}. "
+                    f"another syncer run holds the lock on {', '.join(busy)}: "
+                    f"{self._who(busy, settle=_HOLDER_SETTLE_SECONDS)}. "
                     "Wait for it to finish, or pass --lock-timeout SECONDS to wait."
                 )
             if not announced:
@@ -167,9 +169,16 @@ class RunLock:
                 ],
             )
 
-    def _who(self, busy: Sequence[str]) -> str:
-        holders = [h for h in read_holders(self._ledger) if h.name in busy]
-        return "; ".join(h.describe() for h in holders) or "another process"
+    def _who(self, busy: Sequence[str], settle: float = 0.0) -> str:
+        """The holders of ``busy``; waits up to ``settle`` s for a row the holder is writing."""
+        # A run that has just taken the lock writes its row a moment later: a run refused in
+        # that moment would otherwise name "another process" instead of the holder.
+        give_up = time.monotonic() + settle
+        while True:
+            holders = [h for h in read_holders(self._ledger) if h.name in busy]
+            if holders or time.monotonic() >= give_up:
+                return "; ".join(h.describe() for h in holders) or "another process"
+            time.sleep(_POLL_SECONDS)
 
     def heartbeat(self) -> None:
         """Show that the holder is alive."""

@@ -1,0 +1,120 @@
+"""Lost submissions: answers dropped after the platform accepted the batch.
+
+The simulator's ``drop`` fault performs a request and closes the connection without answering.
+syncer must then find the operation among recent ones and adopt it, never send the batch again,
+and never adopt an operation that the ledger already holds for another batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from syncer.bulk import PollPolicy, find_submitted_operation, operation_id
+from syncer.client import ApiClient
+from syncer.models import OperationType
+from syncer.simulator import Simulator
+from tests.reliability.conftest import World, finish_all
+from tests.test_client import FAST_BACKOFF, make_config
+
+
+def test_dropped_answers_are_adopted_not_resent(make_world: Callable[..., World]) -> None:
+    worlds = [make_world("update", force_new=False), make_world("force_new", force_new=True)]
+    for world in worlds:
+        world.seed()
+        base = f"/api/v2/bulk/integrations/{world.integration_id}"
+        world.inject(
+            [
+                {"method": "PUT", "path": f"{base}/courses", "drop": True},
+                {"method": "POST", "path": f"{base}/stats", "drop": True, "count": 2},
+            ]
+        )
+    for world, result in zip(worlds, finish_all(*(w.start() for w in worlds)), strict=True):
+        assert result.code == 0, result.err
+        world.synced()
+        world.check_platform()
+        world.check_ledger()
+        assert world.items_sent() == world.versions_sent  # adopted: no batch went twice
+        assert world.items_sent("importExternalCourses") == len(world.courses)
+    journal = worlds[0].sim.snapshot()["journal"]
+    assert sum(1 for entry in journal if entry["status"] is None) == 6  # every drop happened
+
+
+@pytest.mark.parametrize("force_new", [False, True], ids=["update", "force_new"])
+def test_a_retried_rejection_is_not_mistaken_for_its_first_operation(
+    make_world: Callable[..., World], force_new: bool
+) -> None:
+    """The retry of a rejected batch is identical to it: its lost answer must not adopt it."""
+    world = make_world(force_new=force_new)
+    world.seed(courses=2, learners=4)
+    late = {key: stat for key, stat in world.stats.items() if stat.course == "C1"}
+    del world.courses["C1"]  # its four statistics are rejected: unknown course
+    world.write()
+    first = world.apply()
+    assert first.code == 3, first.err  # records rejected
+    rejected_ops = [op for op in world.operations() if op["errors"] == len(late)]
+    assert len(rejected_ops) == 1 and rejected_ops[0]["items"] == len(late)
+
+    world.courses["C1"] = "Course 1"
+    world.write()
+    base = f"/api/v2/bulk/integrations/{world.integration_id}"
+    world.inject([{"method": "POST", "path": f"{base}/stats", "drop": True}])
+    retry = world.apply("--retry-rejected")
+    assert retry.code == 0, retry.err
+    world.synced()
+    world.check_platform()  # C1's learners have their attempt: the retry really happened
+    world.check_ledger()
+
+
+async def test_lookup_skips_operations_already_known(sim: Simulator) -> None:
+    """``known`` names operations carried for other batches: an identical one is never adopted."""
+    integration = "c3" * 12
+    sim.state.add_integration(_id=integration, externalPlatform="Lookup")
+    since = datetime.now(UTC)
+    items = [{"externalId": "k1"}, {"externalId": "k2"}]
+    async with ApiClient(make_config(sim.base_url), backoff=FAST_BACKOFF) as client:
+        first = await client.submit_bulk(OperationType.ARCHIVE_COURSES, integration, items)
+        fast = PollPolicy(first=0.01, maximum=0.05, timeout=10)
+        lookup = find_submitted_operation
+        found = await lookup(client, OperationType.ARCHIVE_COURSES, items, created_after=since, poll=fast)
+        assert found is not None and operation_id(found) == operation_id(first)
+        asked: list[list[str]] = []
+
+        def known(ids: list[str]) -> set[str]:
+            asked.append(list(ids))
+            return {operation_id(first)}
+
+        none = await lookup(
+            client, OperationType.ARCHIVE_COURSES, items, created_after=since, poll=fast, known=known
+        )
+        assert none is None and asked == [[operation_id(first)]]
+        second = await client.submit_bulk(OperationType.ARCHIVE_COURSES, integration, items)
+        again = await lookup(
+            client, OperationType.ARCHIVE_COURSES, items, created_after=since, poll=fast, known=known
+        )
+        assert again is not None and operation_id(again) == operation_id(second)
+
+
+async def test_lookup_never_adopts_a_batch_that_differs_in_force_new(sim: Simulator) -> None:
+    """An echo that adds ``forceNew: true`` is another batch; one adding the default is ours."""
+    integration = "c4" * 12
+    sim.state.add_integration(_id=integration, externalPlatform="Strict")
+    since = datetime.now(UTC)
+    stat = {
+        "courseIdentifier": {"type": "externalId", "value": "nowhere"},
+        "userIdentifier": {"type": "mail", "value": "u@lms.example"},
+        "progress": 10,
+        "timeSpent": 1000,
+        "firstActivityAt": "2025-01-01T10:00:00.000Z",
+        "lastActivityAt": "2025-01-01T10:10:00.000Z",
+    }
+    fast = PollPolicy(first=0.01, maximum=0.05, timeout=10)
+    stats = OperationType.IMPORT_STATS
+    async with ApiClient(make_config(sim.base_url), backoff=FAST_BACKOFF) as client:
+        await client.submit_bulk(stats, integration, [{**stat, "forceNew": True}])
+        assert await find_submitted_operation(client, stats, [stat], created_after=since, poll=fast) is None
+        ours = await client.submit_bulk(stats, integration, [{**stat, "forceNew": False}])
+        found = await find_submitted_operation(client, stats, [stat], created_after=since, poll=fast)
+        assert found is not None and operation_id(found) == operation_id(ours)
