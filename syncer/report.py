@@ -399,5 +399,5 @@ def render_rejected(ledger: Ledger, fmt: str = "text", *, integration: str | Non
     lines = [f"Rejected by the API: {_n(len(refused))}"]
     lines.extend(f"  {r.integration} {r.kind.value} {r.key} ({r.origin}): {r.message}" for r in refused)
     lines.append(f"Invalid rows (never sent): {_n(len(invalid))}")
-    lines.extend(f"  {r.integration}: {_invalid_text(r)}" for r in invalid)
+    lines.extend(f"  {_invalid_text(r)}" for r in invalid)
     return "\n".join(lines) + "\n"
