@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -290,6 +291,15 @@ def render_run(report: RunReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _when(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC (SQLite hands back naive datetimes that were written in UTC)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
 def status_data(ledger: Ledger) -> dict[str, Any]:
     """What ``syncer status`` shows, as JSON-ready data."""
     from syncer.lock import read_holders
@@ -308,8 +318,8 @@ def status_data(ledger: Ledger) -> dict[str, Any]:
                 "host": r.host,
                 "pid": r.pid,
                 "status": r.status.value,
-                "started_at": r.started_at.isoformat(),
-                "ended_at": r.ended_at.isoformat() if r.ended_at else None,
+                "started_at": _when(r.started_at),
+                "ended_at": _when(r.ended_at),
             }
             for r in ledger.last_runs()
         ],
@@ -321,12 +331,12 @@ def status_data(ledger: Ledger) -> dict[str, Any]:
                 "status": op.status.value,
                 "items": op.item_count,
                 "operation": op.api_id,
-                "created_at": op.created_at.isoformat(),
+                "created_at": _when(op.created_at),
             }
             for op in ledger.unfinished_operations()
         ],
         "locks": [
-            {"name": h.name, "host": h.host, "pid": h.pid, "since": h.started_at.isoformat()}
+            {"name": h.name, "host": h.host, "pid": h.pid, "since": _when(h.started_at)}
             for h in read_holders(ledger)
         ],
         "integrations": {
@@ -380,7 +390,7 @@ def render_rejected(ledger: Ledger, fmt: str = "text", *, integration: str | Non
                     "key": r.key,
                     "origin": r.origin,
                     "message": r.message,
-                    "updated_at": r.updated_at.isoformat(),
+                    "updated_at": _when(r.updated_at),
                 }
                 for r in refused
             ],
