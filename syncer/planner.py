@@ -10,6 +10,7 @@ config digest, the ledger generation and the sources' hashes so that a stale one
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -99,7 +100,8 @@ class Desired:
 
     integration: str
     kind: RecordKind
-    items: Iterable[Record | InvalidRow | StagedRow]  # StagedRow: mapping's fast path
+    # StagedRow: mapping's fast path; a list: a run of StagedRows (staging.stage_runs)
+    items: Iterable[Record | InvalidRow | StagedRow | list[StagedRow]]
     archive_missing: bool = False  # courses: archive live courses this stream no longer has
     tolerance: Tolerance = field(default_factory=Tolerance)  # invalid rows that do not fail a run
 
@@ -365,7 +367,7 @@ def build_plan(
     detail_limit: int = DETAIL_LIMIT,
 ) -> Plan:
     """Map every selected integration's sources and compare them with the ledger."""
-    from syncer.staging import stage_source
+    from syncer.staging import stage_runs
 
     names = select_integrations(config, integrations)
     desired: list[Desired] = []
@@ -379,7 +381,7 @@ def build_plan(
                 Desired(
                     name,
                     kind,
-                    stage_source(integration, kind, spec, source),
+                    stage_runs(integration, kind, spec, source),
                     archive_missing=spec.archive_missing and kind is RecordKind.COURSE,
                     tolerance=spec.tolerate_invalid,
                 )
@@ -432,6 +434,7 @@ def plan_records(
         tally: _Tally = {}
         valid = _stage(ledger, conn, staged, desired, tally)
         with ledger.translate_errors("planning"):
+            _sort_threads(conn)
             # Covering for the ledger join: read in key order, the probes into the ledger's
             # (integration, kind, key) index go forward instead of jumping around. Built after
             # staging: kept up while inserting (in random key order) it costs twice as much.
@@ -593,7 +596,9 @@ def _stage(
         bad: list[tuple[Any, ...]] = []
         append = chunk.append
         for item in d.items:
-            if type(item) is tuple:  # a StagedRow: key, hash, payload, origin, group, order, activity
+            if type(item) is list:  # a run of StagedRows
+                chunk.extend(item)
+            elif type(item) is tuple:  # a StagedRow: key, hash, payload, origin, group, order, activity
                 append(item)
             elif type(item) is Record:
                 payload = dumps(item.payload).decode()
@@ -717,6 +722,16 @@ def _stage_archives(
         ).scalar_one()
     key = (integration, RecordKind.ARCHIVE.value, _OK)
     tally[key] = tally.get(key, 0) + int(added)
+
+
+def _sort_threads(conn: Connection) -> None:
+    """SQLite: let big sorts (the staged index build) use helper threads.
+
+    The mapping workers are done by then, so the other cores are idle; SQLite's default is no
+    helper thread, and the index build is one of the longest steps after staging.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(f"PRAGMA threads={min(4, os.cpu_count() or 1)}")
 
 
 def _analyze(conn: Connection, table: Table) -> None:

@@ -22,7 +22,7 @@ from syncer.config import (
 from syncer.errors import SourceError
 from syncer.mapping import build_checker, build_mapper, load_api_validator, map_source
 from syncer.models import InvalidRow, Record, RecordKind, content_hash, stat_group, stat_key
-from syncer.staging import stage_source
+from syncer.staging import stage_runs, stage_source
 
 ACME = IntegrationConfig(name="acme", id="507f1f77bcf86cd799439011")
 STATS = ObjectConfig(
@@ -132,6 +132,41 @@ def test_workers_give_the_same_stream_in_the_same_order(tmp_path: Path, rows: in
     assert not multiprocessing.active_children()
 
 
+def flattened(runs: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for run in runs:
+        if isinstance(run, list):
+            assert run, "runs are never empty"
+            assert all(type(item) is tuple for item in run)
+            out.extend(run)
+        else:
+            assert isinstance(run, InvalidRow)
+            out.append(run)
+    return out
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 21, 22, 100], ids=lambda n: f"{n}-rows")
+def test_runs_in_workers_are_the_same_stream(tmp_path: Path, rows: int, in_workers: None) -> None:
+    source = csv_source(tmp_path, rows)
+    runs = list(stage_runs(ACME, RecordKind.STAT, STATS, source))
+    alone = list(staging._staged(build_mapper(ACME, RecordKind.STAT, STATS), source))
+    assert flattened(runs) == alone
+    if rows >= 22:  # chunks of 7 source rows: several runs, some cut by an invalid row
+        assert sum(isinstance(run, list) for run in runs) > 2
+        assert any(isinstance(run, InvalidRow) for run in runs)
+    assert not multiprocessing.active_children()
+
+
+def test_runs_in_process_are_the_same_stream(
+    tmp_path: Path, inline: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(staging, "_CHUNK", 5)  # long runs are cut: the planner gets bounded lists
+    source = csv_source(tmp_path, 100)
+    runs = list(stage_runs(ACME, RecordKind.STAT, STATS, source))
+    assert flattened(runs) == list(stage_source(ACME, RecordKind.STAT, STATS, source))
+    assert max(len(run) for run in runs if isinstance(run, list)) == 5
+
+
 def test_workers_read_json_lines_too(tmp_path: Path, in_workers: None) -> None:
     path = tmp_path / "progress.jsonl"
     lines = []
@@ -203,3 +238,27 @@ def test_checker_trusts_only_what_it_is_told() -> None:
     assert present({**item, "score": 500}) == ("firstActivityAt", "'yesterday' is not a 'date-time'")
     assert full({**item, "score": 500}) == ("score", "500 is greater than the maximum of 100")
     assert present({**item, "progress": "50"}) == ("progress", "'50' is not of type 'number'")
+
+
+def test_the_planner_takes_runs_as_it_takes_items(tmp_path: Path, in_workers: None) -> None:
+    from syncer.ledger import Ledger
+    from syncer.planner import Desired, plan_records
+
+    source = csv_source(tmp_path, 100)
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        plans = []
+        for items in (
+            stage_runs(ACME, RecordKind.STAT, STATS, source),
+            stage_source(ACME, RecordKind.STAT, STATS, source),
+        ):
+            with plan_records(ledger, [Desired("acme", RecordKind.STAT, items)]) as plan:
+                batches = [
+                    (op, [(r.key, r.hash, r.origin) for r in batch]) for op, batch in plan.batches("acme")
+                ]
+                plans.append((plan.summary("acme"), [i.origin for i in plan.invalid_rows], batches))
+        assert plans[0] == plans[1]
+        summary, invalid, batches = plans[0]
+        assert summary.stats.new > 50 and invalid and batches
+    finally:
+        ledger.close()
