@@ -8,12 +8,14 @@ scripts in ``migrations/``; ``Ledger.open`` upgrades to head.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, cast
 
 import orjson
@@ -358,7 +360,7 @@ class Ledger:
             raise LedgerError(f"ledger {where}: cannot open: {_describe(exc, url)}") from exc
         ledger = cls(engine, url)
         try:
-            with ledger.translate_errors("migrating"):
+            with ledger.translate_errors("migrating"), _sqlite_open_lock(url):
                 _upgrade(engine, url)
         except BaseException:
             engine.dispose()
@@ -913,6 +915,32 @@ def _create_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, json_serializer=_json_serializer, pool_pre_ping=True)
+
+
+@contextlib.contextmanager
+def _sqlite_open_lock(url: str) -> Iterator[None]:
+    """Serialise opening one SQLite ledger file across processes (a few milliseconds).
+
+    Two runs starting together on a fresh file both switch it to WAL and migrate it; SQLite
+    answers one of them "database is locked" at once (switching the journal mode does not wait
+    on the busy timeout). An OS lock on ``<ledger>.open.lock``, released by the kernel if its
+    holder dies, makes the second wait for the first and then find the schema at head.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        yield
+        return
+    path = Path(str(parsed.database))
+    try:
+        fd = os.open(path.with_name(path.name + ".open.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield  # a read-only folder: nothing to serialise against, SQLite reports the rest
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def alembic_config(url: str | None = None) -> Any:

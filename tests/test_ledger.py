@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -212,3 +213,29 @@ def test_postgres_ledger(pg_url: str) -> None:
         again.close()
     finally:
         ledger.close()
+
+
+def _open_at_the_barrier(url: str, barrier: Any, answers: Any) -> None:
+    barrier.wait()
+    try:
+        Ledger.open(url).close()
+        answers.put("ok")
+    except Exception as exc:  # the answer is what the test checks
+        answers.put(repr(exc))
+
+
+def test_two_processes_opening_a_fresh_ledger_together_both_succeed(tmp_path: Path) -> None:
+    """Without the open lock, SQLite answered one of them "database is locked" about 1 in 15."""
+    import multiprocessing
+
+    Ledger.open(f"sqlite:///{tmp_path / 'warm.db'}").close()  # imports done before forking
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(20):
+        url = f"sqlite:///{tmp_path / f'fresh-{round_}.db'}"
+        barrier, answers = ctx.Barrier(2), ctx.Queue()
+        workers = [ctx.Process(target=_open_at_the_barrier, args=(url, barrier, answers)) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert [answers.get(timeout=5), answers.get(timeout=5)] == ["ok", "ok"], round_
