@@ -131,21 +131,45 @@ def match_results(
     return matched, rest
 
 
+_END_MARGIN = 0.05  # seconds added to an operation's estimated end before polling it again
+
+
+def seconds_left(operation: Mapping[str, Any], items: int) -> float | None:
+    """Seconds until a running operation should end, from its own progress rate (None: unknown)."""
+    progress = operation.get("progress")
+    if operation.get("status") != OperationStatus.RUNNING.value or not isinstance(progress, Mapping):
+        return None
+    try:
+        done = float(progress["index"])
+        started = datetime.fromisoformat(str(operation["startedAt"]))
+        updated = datetime.fromisoformat(str(progress["updatedAt"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    elapsed = (updated - started).total_seconds()
+    if done <= 0 or elapsed <= 0 or items <= done:
+        return None
+    return (items - done) * elapsed / done
+
+
 async def wait_for_operation(
     client: ApiClient,
     location: str,
     *,
     poll: PollPolicy = PollPolicy(),
     on_progress: ProgressCallback | None = None,
+    items: int | None = None,
 ) -> dict[str, Any]:
     """Poll an operation until it is ``completed`` or ``error``; returns its last state.
 
-    ``on_progress`` (plain or async) is called with the operation whenever its status or
-    ``progress.index`` changes.
+    Polls follow ``poll`` (first delay growing by factor up to maximum). Given the batch's
+    ``items``, once the operation reports progress the next poll comes just after its estimated
+    end, so a slot is not left idle for most of a poll interval. ``on_progress`` (plain or async)
+    is called with the operation whenever its status or ``progress.index`` changes.
     """
     loop = asyncio.get_running_loop()
     deadline = None if poll.timeout is None else loop.time() + poll.timeout
     delay = poll.first
+    floor = min(poll.first, 0.25)
     last_seen: tuple[Any, Any] | None = None
     while True:
         operation = await client.fetch_operation(location)
@@ -159,12 +183,14 @@ async def wait_for_operation(
         last_seen = seen
         if status in _FINISHED:
             return operation
-        if deadline is not None and loop.time() + delay > deadline:
+        left = None if items is None else seconds_left(operation, items)
+        pause = delay if left is None else max(floor, min(delay, left + _END_MARGIN))
+        if deadline is not None and loop.time() + pause > deadline:
             raise ApiUnavailable(
                 f"bulk operation {operation_id(location)} still {status} after {poll.timeout:g} s; "
                 "it stays in flight and the next run resumes it"
             )
-        await asyncio.sleep(delay)
+        await asyncio.sleep(pause)
         delay = min(poll.maximum, delay * poll.factor)
 
 

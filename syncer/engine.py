@@ -25,12 +25,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import make_url
 
-from syncer.bulk import PollPolicy, fetch_item_results, find_submitted_operation
+from syncer.bulk import PollPolicy, fetch_item_results, find_submitted_operation, wait_for_operation
 from syncer.client import ApiClient, operation_id
 from syncer.config import Config, IntegrationConfig, Secret
 from syncer.errors import (
     ApiError,
-    ApiUnavailable,
     ConfigError,
     GuardError,
     InterruptedRunError,
@@ -155,27 +154,6 @@ class _Finished:
     status: OperationStatus
     results: Sequence[ItemResult]
     error_message: str | None
-
-
-_FINAL = frozenset({OperationStatus.COMPLETED.value, OperationStatus.ERROR.value})
-_END_MARGIN = 0.05  # seconds added to an operation's estimated end before polling it again
-
-
-def _seconds_left(operation: Mapping[str, Any], items: int) -> float | None:
-    """Seconds until a running operation should end, from its own progress rate (None: unknown)."""
-    progress = operation.get("progress")
-    if operation.get("status") != OperationStatus.RUNNING.value or not isinstance(progress, Mapping):
-        return None
-    try:
-        done = float(progress["index"])
-        started = datetime.fromisoformat(str(operation["startedAt"]))
-        updated = datetime.fromisoformat(str(progress["updatedAt"]))
-    except (KeyError, TypeError, ValueError):
-        return None
-    elapsed = (updated - started).total_seconds()
-    if done <= 0 or elapsed <= 0 or items <= done:
-        return None
-    return (items - done) * elapsed / done
 
 
 class _Executor:
@@ -435,37 +413,14 @@ class _Executor:
         self._count(finished)
 
     async def _wait_end(self, location: str, items: int) -> dict[str, Any]:
-        """Poll until the operation is completed or in error.
+        """Poll until the operation is completed or in error, pacing by its estimated end."""
 
-        Polls follow ``PollPolicy`` (first delay growing by factor up to maximum), but once the
-        operation reports progress the next poll comes just after its estimated end, so a slot
-        is not left idle for most of a poll interval.
-        """
-        policy = self._poll
-        loop = asyncio.get_running_loop()
-        deadline = None if policy.timeout is None else loop.time() + policy.timeout
-        delay = policy.first
-        floor = min(policy.first, 0.25)
-        seen: tuple[Any, Any] | None = None
-        while True:
-            operation = await self._client.fetch_operation(location)
-            status = operation.get("status")
-            progress = operation.get("progress")
-            now_seen = (status, progress.get("index") if isinstance(progress, Mapping) else None)
-            if now_seen != seen:
-                _crash_point("while_polling")
-                seen = now_seen
-            if status in _FINAL:
-                return operation
-            left = _seconds_left(operation, items)
-            pause = delay if left is None else max(floor, min(delay, left + _END_MARGIN))
-            if deadline is not None and loop.time() + pause > deadline:
-                raise ApiUnavailable(
-                    f"bulk operation {operation_id(location)} still {status} after {policy.timeout:g} s; "
-                    "it stays in flight and the next run resumes it"
-                )
-            await asyncio.sleep(pause)
-            delay = min(policy.maximum, delay * policy.factor)
+        def polled(_: Mapping[str, Any]) -> None:
+            _crash_point("while_polling")
+
+        return await wait_for_operation(
+            self._client, location, poll=self._poll, on_progress=polled, items=items
+        )
 
     def _count(self, finished: _Finished) -> None:
         outcome = self._outcome(finished.integration)

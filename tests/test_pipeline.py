@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from syncer.bulk import PollPolicy
+from syncer.bulk import PollPolicy, seconds_left
 from syncer.config import load_config
-from syncer.engine import ApplyOptions, RunReport, _seconds_left, run_apply
+from syncer.engine import ApplyOptions, RunReport, run_apply
 from syncer.ledger import Ledger
 from syncer.models import OperationType
 from syncer.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SimulatorSettings, SimulatorThread
@@ -250,4 +250,4 @@ def test_nothing_changed_makes_no_submission(slow_sim: SimulatorThread, tmp_path
 def test_seconds_left_estimates_the_end(
     operation: dict[str, Any], items: int, expected: float | None
 ) -> None:
-    assert _seconds_left(operation, items) == expected
+    assert seconds_left(operation, items) == expected
