@@ -201,6 +201,12 @@ class _Executor:
         self._changed = asyncio.Event()
         self._failure: BaseException | None = None
         self._ops_bar = progress.task("operations finished")
+        self._records_bar: int | None = None
+
+    def expect_records(self, total: int) -> None:
+        """Show a counter of the records the plan sends, advanced as their results are recorded."""
+        if total and self._records_bar is None:
+            self._records_bar = self._progress.task("records applied", total=total)
 
     @property
     def in_flight(self) -> int:
@@ -431,6 +437,8 @@ class _Executor:
             ok = sum(1 for r in finished.results if r.success)
             outcome.synced += ok
             outcome.rejected += len(finished.results) - ok
+            if self._records_bar is not None:
+                self._progress.advance(self._records_bar, len(finished.results))
         self._progress.advance(self._ops_bar)
         event(
             f"operation {finished.status.value} for {finished.integration}",
@@ -590,6 +598,17 @@ async def apply_config(
                     outcome = report.integrations[summary.name]
                     outcome.invalid = summary.invalid
                     outcome.invalid_beyond_tolerance = not plan.invalid_tolerated(summary.name)
+                    event(
+                        f"planned {summary.name}: courses {summary.courses.to_send:,}, "
+                        f"statistics {summary.stats.to_send:,}, archives {summary.archives:,} to send; "
+                        f"{summary.invalid:,} invalid rows",
+                        integration=summary.name,
+                        courses=summary.courses.to_send,
+                        stats=summary.stats.to_send,
+                        archives=summary.archives,
+                        invalid=summary.invalid,
+                    )
+                executor.expect_records(plan.changes_total)
                 for summary in plan.summaries:
                     # Resolved even with nothing to send: a given id is checked and a declared
                     # integration's settings are patched when the config changed only them.
