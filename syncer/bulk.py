@@ -16,7 +16,7 @@ from typing import Any
 
 from syncer.client import ApiClient, operation_id
 from syncer.errors import ApiUnavailable
-from syncer.models import ItemResult, OperationStatus, OperationType, content_hash, dumps_canonical
+from syncer.models import ItemResult, OperationStatus, OperationType, dumps_canonical
 
 __all__ = [
     "PollPolicy",
@@ -24,7 +24,6 @@ __all__ = [
     "find_submitted_operation",
     "match_results",
     "operation_id",
-    "request_hash",
     "wait_for_operation",
 ]
 
@@ -69,13 +68,6 @@ def _plain(value: Any) -> Any:
 def _canonical(value: Any) -> bytes:
     """Canonical JSON of an item, for matching results to submitted items."""
     return dumps_canonical(_plain(value))
-
-
-def request_hash(
-    op_type: OperationType | str, integration_id: str, items: Sequence[Mapping[str, Any]]
-) -> str:
-    """A stable hash of one batch: its type, integration and items (in order)."""
-    return content_hash({"type": str(op_type), "integration": integration_id, "input": _plain(list(items))})
 
 
 def match_results(

@@ -700,13 +700,6 @@ async def _beat(heartbeat: Callable[[], None], seconds: float) -> None:
             event(f"lock heartbeat failed: {exc}")
 
 
-def iter_batches(plan: Plan, names: Iterable[str]) -> Iterator[tuple[str, OperationType, list[Record]]]:
-    """Every batch of the plan for ``names``, in order (for reports and tests)."""
-    for name in names:
-        for op_type, records in plan.batches(name):
-            yield name, op_type, records
-
-
 @contextlib.contextmanager
 def simulated(config: Config, *, op_seconds: float = 0.2) -> Iterator[Config]:
     """The config pointed at an in-process simulator and a throw-away copy of its ledger.

@@ -14,7 +14,6 @@ from syncer.bulk import (
     find_submitted_operation,
     match_results,
     operation_id,
-    request_hash,
     wait_for_operation,
 )
 from syncer.client import ApiClient
@@ -56,17 +55,6 @@ def test_operation_id(location: str, expected: str) -> None:
 def test_operation_id_refuses_empty() -> None:
     with pytest.raises(ApiError, match="not a bulk operation location"):
         operation_id("https://host/")
-
-
-def test_request_hash_is_stable_and_discriminating() -> None:
-    items = [{"externalId": "a", "n": 1.0}, {"externalId": "b"}]
-    same = [{"n": 1, "externalId": "a"}, {"externalId": "b"}]
-    base = request_hash(OperationType.IMPORT_COURSES, OP, items)
-    assert base == request_hash("importExternalCourses", OP, same)
-    assert len(base) == 32
-    assert base != request_hash(OperationType.ARCHIVE_COURSES, OP, items)
-    assert base != request_hash(OperationType.IMPORT_COURSES, "0" * 24, items)
-    assert base != request_hash(OperationType.IMPORT_COURSES, OP, list(reversed(items)))
 
 
 A = {"externalId": "a", "score": 50.0}

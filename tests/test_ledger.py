@@ -239,3 +239,20 @@ def test_two_processes_opening_a_fresh_ledger_together_both_succeed(tmp_path: Pa
         for worker in workers:
             worker.join(timeout=60)
         assert [answers.get(timeout=5), answers.get(timeout=5)] == ["ok", "ok"], round_
+
+
+def test_request_hash_is_stable_and_discriminating() -> None:
+    from syncer.ledger import request_hash
+    from syncer.models import OperationType, Record, content_hash
+
+    def course(key: str, **extra: object) -> Record:
+        payload = {"externalId": key, **extra}
+        return Record("acme", RecordKind.COURSE, key, payload, content_hash(payload), "c.csv:2")
+
+    items = [course("a", n=1), course("b")]
+    same = [Record("acme", RecordKind.COURSE, "a", {"n": 1, "externalId": "a"}, "h", "x:9"), course("b")]
+    base = request_hash(OperationType.IMPORT_COURSES, items)
+    assert base == request_hash(OperationType.IMPORT_COURSES, same)  # key order and origin aside
+    assert len(base) == 32
+    assert base != request_hash(OperationType.ARCHIVE_COURSES, items)
+    assert base != request_hash(OperationType.IMPORT_COURSES, list(reversed(items)))
