@@ -111,6 +111,7 @@ def fill_ledger(config_path: Path) -> None:
                         "status": RecordStatus.SYNCED,
                         "live": False,
                         "origin": r.origin,
+                        "source_digest": r.digest,  # as apply records it (ledger.prepare_operation)
                         "created_at": now,
                         "updated_at": now,
                     }

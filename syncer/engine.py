@@ -594,6 +594,7 @@ async def apply_config(
             ) as plan:
                 report.plan = plan
                 _check_guards(plan, options)
+                plan.remember_digests()
                 for summary in plan.summaries:
                     outcome = report.integrations[summary.name]
                     outcome.invalid = summary.invalid
@@ -601,8 +602,10 @@ async def apply_config(
                     event(
                         f"planned {summary.name}: courses {summary.courses.to_send:,}, "
                         f"statistics {summary.stats.to_send:,}, archives {summary.archives:,} to send; "
-                        f"{summary.invalid:,} invalid rows",
+                        f"{summary.invalid:,} invalid rows; "
+                        f"{plan.unmapped.get(summary.name, 0):,} rows known unchanged, not mapped",
                         integration=summary.name,
+                        unmapped=plan.unmapped.get(summary.name, 0),
                         courses=summary.courses.to_send,
                         stats=summary.stats.to_send,
                         archives=summary.archives,

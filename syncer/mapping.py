@@ -808,7 +808,9 @@ class Mapper:
             return None
         return self._invalid(row.origin, row.values, out)
 
-    def stage(self, origin: str, values: Mapping[str, Any]) -> StagedRow | InvalidRow | None:
+    def stage(
+        self, origin: str, values: Mapping[str, Any], digest: int | None = None
+    ) -> StagedRow | InvalidRow | None:
         """``map`` as the planner stages it: a StagedRow instead of a Record (None if filtered out).
 
         The payload is serialised once: its canonical JSON is both what is staged and what is
@@ -817,15 +819,15 @@ class Mapper:
         out = self._run(values)
         if type(out) is dict:
             text = _dumps(out, option=_SORT_KEYS)
-            digest = _blake2b(text, digest_size=16).hexdigest()
+            hashed = _blake2b(text, digest_size=16).hexdigest()
             if self._kind is RecordKind.STAT:
                 course, user, first = out["courseIdentifier"], out["userIdentifier"], out["firstActivityAt"]
                 key = _dumps([course["type"], course["value"], user["type"], user["value"], first]).decode()
                 # == stat_group(course, user): the key without its last item. ``first`` passed the
                 # date-time check, so JSON writes it as itself in quotes (no escapes).
                 group = key[: len(key) - len(first) - 4] + "]"
-                return key, digest, text.decode(), origin, group, first, out["lastActivityAt"]
-            return out["externalId"], digest, text.decode(), origin, "", "", ""
+                return key, hashed, text.decode(), origin, group, first, out["lastActivityAt"], digest
+            return out["externalId"], hashed, text.decode(), origin, "", "", "", digest
         if out is None:
             return None
         return self._invalid(origin, values, out)

@@ -77,6 +77,7 @@ class Record:
     group: str = ""
     order: str = ""
     activity: str = ""
+    digest: int | None = None  # of the source row (file sources): see syncer/scan.py
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +92,9 @@ class InvalidRow:
     key: str | None = None
 
 
-StagedRow = tuple[str, str, str, str, str, str, str]
+StagedRow = tuple[str, str, str, str, str, str, str, int | None]
 """A valid record as the planner stages it, without a Record object per row (millions of rows):
-(key, hash, payload as canonical JSON text, origin, group, order, activity)."""
+(key, hash, payload as canonical JSON text, origin, group, order, activity, source digest)."""
 
 
 @dataclass(frozen=True, slots=True)

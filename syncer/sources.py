@@ -20,7 +20,16 @@ from syncer.config import SourceConfig, SourceKind, redact_url
 from syncer.errors import SourceError
 from syncer.models import Row
 
-__all__ = ["SQL_BATCH_ROWS", "load_columns", "load_rows", "load_values"]
+__all__ = [
+    "SQL_BATCH_ROWS",
+    "csv_values",
+    "decode_error",
+    "jsonl_value",
+    "load_columns",
+    "load_rows",
+    "load_values",
+    "stream_encoding",
+]
 
 SQL_BATCH_ROWS = 1000
 """Rows fetched per round trip from an SQL source's server-side cursor."""
@@ -83,7 +92,8 @@ def _declared(source: SourceConfig) -> str:
     return f" (source {source.name!r} declared at {source.where})" if source.where else ""
 
 
-def _encoding(source: SourceConfig) -> str:
+def stream_encoding(source: SourceConfig) -> str:
+    """The codec a file source is read with (utf-8 reads as utf-8-sig: a BOM is dropped)."""
     # utf-8-sig reads a byte-order mark away (Excel writes one) and is plain utf-8 otherwise.
     try:
         name = codecs.lookup(source.encoding).name
@@ -96,7 +106,7 @@ def _encoding(source: SourceConfig) -> str:
 
 def _open_text(source: SourceConfig) -> IO[str]:
     path = _path(source)
-    encoding = _encoding(source)
+    encoding = stream_encoding(source)
     try:
         return path.open("r", encoding=encoding, newline="")
     except FileNotFoundError as exc:
@@ -107,10 +117,10 @@ def _open_text(source: SourceConfig) -> IO[str]:
         raise SourceError(f"{path}: cannot read: {exc.strerror or exc}{_declared(source)}") from exc
 
 
-def _decode_error(source: SourceConfig, exc: UnicodeDecodeError) -> SourceError:
-    """Name the physical line of a decoding error (the text layer decodes ahead in chunks)."""
+def decode_error(source: SourceConfig, exc: UnicodeDecodeError) -> SourceError:
+    """A SourceError naming the physical line of a decoding error (the text layer decodes ahead in chunks)."""
     path = _path(source)
-    decoder = codecs.getincrementaldecoder(_encoding(source))()
+    decoder = codecs.getincrementaldecoder(stream_encoding(source))()
     line = 1
     try:
         with path.open("rb") as raw:
@@ -134,7 +144,7 @@ def _csv_header(source: SourceConfig, reader: Any) -> list[str]:
             if header:
                 return [name.strip() for name in header]
     except UnicodeDecodeError as exc:
-        raise _decode_error(source, exc) from exc
+        raise decode_error(source, exc) from exc
     except csv.Error as exc:
         raise SourceError(f"{_path(source)}:{reader.line_num}: {exc}") from exc
     return []
@@ -160,15 +170,26 @@ def _csv_rows(
                     number += 1
                     if count == 1 or (number // size) % count == index:
                         yield f"{name}:{start}", dict(zip(header, values, strict=True))
-                elif values:  # csv gives [] for a blank line: skip it
-                    raise SourceError(
-                        f"{path}:{start}: {len(values)} values, but the header has {width} columns"
-                        f"{_declared(source)}"
-                    )
+                elif values:
+                    csv_values(source, header, start, values)  # raises
         except UnicodeDecodeError as exc:
-            raise _decode_error(source, exc) from exc
+            raise decode_error(source, exc) from exc
         except csv.Error as exc:
             raise SourceError(f"{path}:{reader.line_num}: {exc}{_declared(source)}") from exc
+
+
+def csv_values(
+    source: SourceConfig, header: list[str], start: int, values: list[str]
+) -> dict[str, str] | None:
+    """One CSV record as a dict; None for a blank line (csv gives []); a SourceError if too short or long."""
+    if len(values) == len(header):
+        return dict(zip(header, values, strict=True))
+    if not values:
+        return None
+    raise SourceError(
+        f"{_path(source)}:{start}: {len(values)} values, but the header has {len(header)} columns"
+        f"{_declared(source)}"
+    )
 
 
 def _jsonl_rows(
@@ -186,19 +207,26 @@ def _jsonl_rows(
                 row += 1
                 if count > 1 and (row // size) % count != index:
                     continue  # another process's share (a bad line there is its to report)
-                try:
-                    value = orjson.loads(text)
-                except orjson.JSONDecodeError as exc:
-                    raise SourceError(
-                        f"{path}:{number}: not valid JSON ({exc.msg}){_declared(source)}"
-                    ) from exc
-                if not isinstance(value, dict):
-                    raise SourceError(
-                        f"{path}:{number}: a JSON {_json_kind(value)}, not an object{_declared(source)}"
-                    )
-                yield f"{name}:{number}", value
+                value = jsonl_value(source, number, text)
+                if value is not None:
+                    yield f"{name}:{number}", value
         except UnicodeDecodeError as exc:
-            raise _decode_error(source, exc) from exc
+            raise decode_error(source, exc) from exc
+
+
+def jsonl_value(source: SourceConfig, number: int, text: str) -> dict[str, Any] | None:
+    """The object on one JSON line; None for a blank line; a SourceError if not an object."""
+    if not text.strip():
+        return None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise SourceError(f"{_path(source)}:{number}: not valid JSON ({exc.msg}){_declared(source)}") from exc
+    if not isinstance(value, dict):
+        raise SourceError(
+            f"{_path(source)}:{number}: a JSON {_json_kind(value)}, not an object{_declared(source)}"
+        )
+    return value
 
 
 def _json_kind(value: object) -> str:

@@ -8,13 +8,15 @@ sources, SQL sources and single-core machines map in-process (a fork costs more 
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import marshal
 import multiprocessing
 import os
 import queue
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -22,9 +24,10 @@ from syncer.config import IntegrationConfig, ObjectConfig, SourceConfig, SourceK
 from syncer.errors import SourceError, SyncerError
 from syncer.mapping import Mapper, build_mapper
 from syncer.models import InvalidRow, RecordKind, StagedRow
+from syncer.scan import Unscannable, digest_of, parse, parse_header, runs, seed
 from syncer.sources import Share, load_values
 
-__all__ = ["PARALLEL_MIN_BYTES", "Run", "stage_runs", "stage_source"]
+__all__ = ["PARALLEL_MIN_BYTES", "PARALLEL_MIN_ROWS", "FileStream", "Run", "stage_runs", "stage_source"]
 
 PARALLEL_MIN_BYTES = 4 << 20
 """File sources from this size on are mapped in a worker process (when there is a second core)."""
@@ -35,6 +38,10 @@ _IN_FLIGHT = 8  # chunks the worker may map ahead of the planner
 Staged = StagedRow | InvalidRow
 Run = list[StagedRow] | InvalidRow
 """What ``stage_runs`` yields: a list of consecutive valid records, or one invalid row."""
+SourceRow = tuple[str, dict[str, Any] | None, int | None]
+"""(origin, values or None for a record the reader skips, source digest or None)."""
+RowsOf = Callable[[Share | None], Iterator[SourceRow]]
+"""Reads a share of a source's rows (all of them for None)."""
 
 
 def stage_source(
@@ -62,7 +69,7 @@ def stage_runs(
     mapper = build_mapper(integration, kind, spec)
     if _parallel(source):
         return _in_workers(mapper, source)
-    return _staged_runs(mapper, source)
+    return _staged_runs(mapper, _classic_rows(source)(None))
 
 
 def _flat(runs: Iterator[Run]) -> Iterator[Staged]:
@@ -93,14 +100,18 @@ def _runs(items: list[Staged]) -> Iterator[Run]:
         yield run
 
 
+def _can_fork() -> bool:
+    if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    # Forking a process with other threads (the --simulate simulator, a driver's threads) can
+    # copy a lock held by one of them and deadlock the child: map in-process instead.
+    return threading.active_count() == 1
+
+
 def _parallel(source: SourceConfig) -> bool:
     if source.kind is SourceKind.SQL or source.path is None:
         return False
-    if (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return False
-    if threading.active_count() > 1:
-        # Forking a process with other threads (the --simulate simulator, a driver's threads) can
-        # copy a lock held by one of them and deadlock the child: map in-process instead.
+    if not _can_fork():
         return False
     try:
         return source.path.stat().st_size >= PARALLEL_MIN_BYTES
@@ -116,12 +127,14 @@ def _staged(mapper: Mapper, source: SourceConfig) -> Iterator[Staged]:
             yield out
 
 
-def _staged_runs(mapper: Mapper, source: SourceConfig) -> Iterator[Run]:
+def _staged_runs(mapper: Mapper, rows: Iterator[SourceRow]) -> Iterator[Run]:
     stage = mapper.stage
     run: list[StagedRow] = []
     append = run.append
-    for origin, values in load_values(source):
-        out = stage(origin, values)
+    for origin, values, digest in rows:
+        if values is None:
+            continue
+        out = stage(origin, values, digest)
         if out is None:
             continue
         if not isinstance(out, InvalidRow):
@@ -146,8 +159,20 @@ def _workers() -> int:
     return min(3, max(2, (os.cpu_count() or 1) - 1))
 
 
-def _in_workers(mapper: Mapper, source: SourceConfig) -> Iterator[Run]:
-    """Map ``source`` in worker processes; chunks come back in the source's order."""
+def _classic_rows(source: SourceConfig) -> RowsOf:
+    def rows(share: Share | None) -> Iterator[SourceRow]:
+        for origin, values in load_values(source, share):
+            yield origin, values, None
+
+    return rows
+
+
+def _in_workers(mapper: Mapper, source: SourceConfig, rows: RowsOf | None = None) -> Iterator[Run]:
+    """Map ``source`` in worker processes; chunks come back in the source's order.
+
+    ``rows(share)`` reads a worker's share of the rows (by default: every row of the file).
+    """
+    read = rows or _classic_rows(source)
     # fork: the compiled mapper (generated code, closures) is inherited instead of pickled.
     ctx = multiprocessing.get_context("fork")
     count = _workers()
@@ -158,7 +183,7 @@ def _in_workers(mapper: Mapper, source: SourceConfig) -> Iterator[Run]:
             receive, send = ctx.Pipe(duplex=False)
             worker = ctx.Process(
                 target=_work,
-                args=(mapper, source, (index, count, _CHUNK), send, list(pipes)),
+                args=(mapper, read, (index, count, _CHUNK), send, list(pipes)),
                 name=f"syncer-map-{source.name}-{index}",
                 daemon=True,
             )
@@ -178,9 +203,9 @@ def _in_workers(mapper: Mapper, source: SourceConfig) -> Iterator[Run]:
                     f" (exit code {workers[index].exitcode})"
                 ) from None
             if tag == "rows":  # valid records only, marshalled: cheaper than pickle both ways
-                rows = marshal.loads(data)
-                if rows:
-                    yield rows
+                valid = marshal.loads(data)
+                if valid:
+                    yield valid
             elif tag == "mixed":
                 yield from _runs(data)
             elif tag == "error":
@@ -199,9 +224,7 @@ def _in_workers(mapper: Mapper, source: SourceConfig) -> Iterator[Run]:
             process.join()
 
 
-def _work(
-    mapper: Mapper, source: SourceConfig, share: Share, send: Connection, inherited: list[Connection]
-) -> None:
+def _work(mapper: Mapper, rows: RowsOf, share: Share, send: Connection, inherited: list[Connection]) -> None:
     """A worker process: map its share of the source, one message per chunk of source rows."""
     for other in inherited:  # the earlier workers' pipes: only the planner may hold them open
         other.close()
@@ -221,11 +244,12 @@ def _work(
         chunk: list[Staged] = []
         taken = 0
         mixed = False  # does the chunk hold an invalid row (which marshal cannot carry)?
-        for origin, values in load_values(source, share):
-            out = stage(origin, values)
-            if out is not None:
-                chunk.append(out)
-                mixed = mixed or type(out) is not tuple
+        for origin, values, digest in rows(share):
+            if values is not None:  # None: a record the reader skips (still one of the share's)
+                out = stage(origin, values, digest)
+                if out is not None:
+                    chunk.append(out)
+                    mixed = mixed or type(out) is not tuple
             taken += 1
             if taken == size:  # a whole chunk of source rows, however many were filtered out
                 outbox.put(_message(chunk, mixed))
@@ -253,3 +277,123 @@ def _send_all(outbox: queue.Queue[tuple[str, Any] | None], send: Connection) -> 
             send.send(message)
         except OSError:  # the planner is gone (killed): nobody will read the rest
             os._exit(1)
+
+
+# -- by digest: only the rows the ledger does not know are mapped ---------------------------------
+
+PARALLEL_MIN_ROWS = 200_000
+"""Selected rows from which a digested file is mapped in worker processes."""
+_DIGEST_CHUNK = 20_000
+
+
+class FileStream:
+    """A CSV or JSON Lines source read by digest (syncer/scan.py).
+
+    ``digests()`` gives the digest of every data record, in order (a record's position in that
+    order is its ordinal); the planner looks them up in the ledger and calls ``runs()`` with the
+    ordinals of the records to map, whose StagedRows then carry their digest. Raises ConfigError
+    at once for a bad field spec.
+    """
+
+    def __init__(
+        self, integration: IntegrationConfig, kind: RecordKind, spec: ObjectConfig, source: SourceConfig
+    ) -> None:
+        self.integration = integration
+        self.kind = kind
+        self.spec = spec
+        self.source = source
+        self.mapper = build_mapper(integration, kind, spec)
+        self._header: list[str] | None = None
+        self._key: int | None = None
+
+    def classic(self) -> Iterator[Run]:
+        """Every row mapped the ordinary way, without digests (for a file ``cut`` refuses)."""
+        if _parallel(self.source):
+            return _in_workers(self.mapper, self.source)
+        return _staged_runs(self.mapper, _classic_rows(self.source)(None))
+
+    def digests(self) -> Iterator[list[int]]:
+        """The digests of the data records in chunks, in order; raises scan.Unscannable."""
+        records = self._records()
+        blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+        key = self._key
+        assert key is not None
+        chunk: list[int] = []
+        for _first, raws in records:
+            # The hot loop of a plan with nothing changed: one comprehension per block of lines.
+            chunk += [
+                from_bytes(blake2b(raw, digest_size=8).digest(), "little", signed=True) ^ key for raw in raws
+            ]
+            if len(chunk) >= _DIGEST_CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def _records(self) -> Iterator[tuple[int, list[bytes]]]:
+        """``scan.runs`` of the data records; reads the CSV header and sets the digests' key."""
+        records = runs(self.source)
+        header_raw = b""
+        if self.source.kind is SourceKind.CSV:
+            for first, raws in records:
+                header_raw = raws[0]
+                self._header = parse_header(self.source, header_raw)
+                if len(raws) > 1:
+                    records = itertools.chain([(first + 1, raws[1:])], records)
+                break
+            else:
+                self._header = []
+        self._key = seed(self.integration, self.kind, self.spec, self.source, header_raw)
+        return records
+
+    def runs(self, selected: Sequence[tuple[int, int]]) -> Iterator[Run]:
+        """Map the records given as ``(ordinal, digest)``, in ordinal order (after ``digests()``).
+
+        A record whose digest is not the one ``digests()`` gave means the file changed in
+        between: SourceError.
+        """
+        if not selected:
+            return iter(())
+        rows = self._rows_of(selected)
+        if len(selected) >= PARALLEL_MIN_ROWS and _can_fork():
+            return _in_workers(self.mapper, self.source, rows)
+        return _staged_runs(self.mapper, rows(None))
+
+    def _rows_of(self, selected: Sequence[tuple[int, int]]) -> RowsOf:
+        source, key, header = self.source, self._key, self._header
+        if key is None:
+            raise RuntimeError("FileStream.runs() before digests()")
+
+        def picked(share: Share | None) -> Iterator[tuple[int, bytes, int]]:
+            index, count, size = share or (0, 1, 1)
+            wanted = iter(selected)
+            ordinal, digest = next(wanted)
+            taken = -1
+            position = 0  # ordinal of the run's first record
+            try:
+                for first, raws in self._records():
+                    end = position + len(raws)
+                    while ordinal < end:
+                        taken += 1
+                        if count == 1 or (taken // size) % count == index:
+                            raw = raws[ordinal - position]
+                            if digest_of(raw, key) != digest:
+                                raise SourceError(_changed(source))
+                            yield first + ordinal - position, raw, digest
+                        following = next(wanted, None)
+                        if following is None:
+                            return
+                        ordinal, digest = following
+                    position = end
+            except Unscannable:
+                raise SourceError(_changed(source)) from None
+            raise SourceError(_changed(source))  # fewer records than the first reading found
+
+        def rows(share: Share | None) -> Iterator[SourceRow]:
+            return parse(source, header if source.kind is SourceKind.CSV else None, picked(share))
+
+        return rows
+
+
+def _changed(source: SourceConfig) -> str:
+    return f"{source.path}: the file changed while the plan read it; plan again"

@@ -68,7 +68,7 @@ def csv_source(tmp_path: Path, rows: int) -> SourceConfig:
 def as_staged(item: Record | InvalidRow) -> Any:
     if isinstance(item, InvalidRow):
         return item
-    return (item.key, item.hash, dict(item.payload), item.origin, item.group, item.order, item.activity)
+    return (item.key, item.hash, dict(item.payload), item.origin, item.group, item.order, item.activity, None)
 
 
 def normalised(items: list[Any]) -> list[Any]:
@@ -105,7 +105,7 @@ def test_stage_hash_key_and_group_are_the_shared_ones(tmp_path: Path, inline: No
     for item in stage_source(ACME, RecordKind.STAT, STATS, source):
         if isinstance(item, InvalidRow):
             continue
-        key, hash_, text, _origin, group, first, _activity = item
+        key, hash_, text, _origin, group, first, _activity, _digest = item
         payload = orjson.loads(text)
         course, user = payload["courseIdentifier"], payload["userIdentifier"]
         assert hash_ == content_hash(payload)
@@ -118,7 +118,7 @@ def test_stage_of_courses(tmp_path: Path, inline: None) -> None:
     path.write_text("id,title,tags\nc1,Intro,a|b\nc2,,\n", encoding="utf-8")
     source = SourceConfig("catalog", SourceKind.CSV, path=path)
     first, second = stage_source(ACME, RecordKind.COURSE, COURSES, source)
-    assert first[:1] == ("c1",) and first[3:] == ("catalog.csv:2", "", "", "")
+    assert first[:1] == ("c1",) and first[3:] == ("catalog.csv:2", "", "", "", None)
     assert isinstance(second, InvalidRow) and second.key == "c2" and second.field == "name"
 
 
