@@ -11,26 +11,30 @@ The library under the ``syncer`` command: load a config, plan against the ledger
 
 from __future__ import annotations
 
-from syncer.config import Config, load_config
-from syncer.engine import ApplyOptions, RunReport, apply_config, run_apply
-from syncer.errors import (
-    ApiError,
-    ApiUnavailable,
-    BulkJobError,
-    ConfigError,
-    GuardError,
-    InterruptedRunError,
-    LedgerError,
-    LockedError,
-    PlanError,
-    SourceError,
-    SubmissionLost,
-    SyncerError,
-)
-from syncer.ledger import Ledger
-from syncer.lock import acquire_lock
-from syncer.planner import Plan, build_plan
-from syncer.report import render_plan
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from syncer.config import Config, load_config
+    from syncer.engine import ApplyOptions, RunReport, apply_config, run_apply
+    from syncer.errors import (
+        ApiError,
+        ApiUnavailable,
+        BulkJobError,
+        ConfigError,
+        GuardError,
+        InterruptedRunError,
+        LedgerError,
+        LockedError,
+        PlanError,
+        SourceError,
+        SubmissionLost,
+        SyncerError,
+    )
+    from syncer.ledger import Ledger
+    from syncer.lock import acquire_lock
+    from syncer.planner import Plan, build_plan
+    from syncer.report import render_plan
 
 __version__ = "0.1.0"
 
@@ -60,3 +64,27 @@ __all__ = [
     "render_plan",
     "run_apply",
 ]
+
+# Imported on first use: `syncer plan` need not load the HTTP client, `syncer validate` neither
+# the ledger (a quarter of a second of imports each).
+_HOMES = {
+    "Config": "config",
+    "load_config": "config",
+    "ApplyOptions": "engine",
+    "RunReport": "engine",
+    "apply_config": "engine",
+    "run_apply": "engine",
+    "Ledger": "ledger",
+    "acquire_lock": "lock",
+    "Plan": "planner",
+    "build_plan": "planner",
+    "render_plan": "report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"syncer.{_HOMES[name]}"), name)
+    if name in __all__:
+        return getattr(importlib.import_module("syncer.errors"), name)
+    raise AttributeError(f"module 'syncer' has no attribute {name!r}")

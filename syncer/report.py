@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from syncer.engine import RunReport
 from syncer.ledger import Ledger
 from syncer.models import Change, ChangeAction, FieldChange, IntegrationSummary, InvalidRow, KindCounts
 from syncer.planner import Plan
+
+if TYPE_CHECKING:  # the engine pulls in aiohttp: `syncer plan` does not need it
+    from syncer.engine import RunReport
 
 __all__ = [
     "FORMATS",
