@@ -65,7 +65,7 @@ from syncer.models import (
 )
 
 if TYPE_CHECKING:
-    from syncer.staging import FileStream
+    from syncer.staging import FileStream, Selection
 
 __all__ = [
     "DETAIL_LIMIT",
@@ -483,6 +483,7 @@ def plan_records(
         conn = ledger.engine.connect()
     try:
         with ledger.translate_errors("planning"):
+            _sort_threads(conn)
             staged.metadata.create_all(conn)
             conn.commit()
         tally: _Tally = {}
@@ -491,7 +492,6 @@ def plan_records(
             insert = _Inserter(conn, staged)
         valid = _stage(ledger, conn, insert, desired, tally, skims, plan_id)
         with ledger.translate_errors("planning"):
-            _sort_threads(conn)
             # Covering for the ledger join: read in key order, the probes into the ledger's
             # (integration, kind, key) index go forward instead of jumping around. Built after
             # staging: kept up while inserting (in random key order) it costs twice as much.
@@ -539,7 +539,8 @@ def plan_records(
             unmapped: dict[str, int] = {}
             for skim in skims.values():
                 name = skim.desired.integration
-                unmapped[name] = unmapped.get(name, 0) + skim.total - len(skim.selected)
+                mapped = skim.total if skim.selected is None else len(skim.selected)
+                unmapped[name] = unmapped.get(name, 0) + skim.total - mapped
         # Without invalid rows there is nothing to read: skip a scan of the whole staging table.
         ledger.replace_invalid_rows(
             names, _all_invalid(ledger, conn, staged, restaged) if invalid_total else iter(())
@@ -607,6 +608,7 @@ class _Inserter:
         self._copy = _copy_sql(conn, table, _STAGED_COLUMNS)
 
         self._table = table
+        self.table = table
         self._stream_sql: dict[tuple[int, str, str], str | None] = {}
 
     def records(self, stream: int, integration: str, kind: str, rows: list[StagedRow]) -> None:
@@ -697,6 +699,8 @@ def _stage(
             skim = _skim(ledger, conn, d, number, f"syncer_src_{plan_id[:12]}_{number}")
             if skim is None:  # the file cannot be cut into records: map all of it
                 count, invalid = _stage_items(ledger, insert, number, name, kind, d.file.classic())
+            elif skim.selected is None:  # nothing to skip: map every row, each with its digest
+                count, invalid = _stage_all(ledger, conn, insert, number, d)
             else:
                 skims[(name, d.kind)] = skim
                 count, invalid = _stage_items(ledger, insert, number, name, kind, d.file.runs(skim.selected))
@@ -706,6 +710,23 @@ def _stage(
         tally[(name, kind, _OK)] = tally.get((name, kind, _OK), 0) + count + skipped
         tally[(name, kind, _INVALID)] = tally.get((name, kind, _INVALID), 0) + invalid
     return valid
+
+
+def _stage_all(
+    ledger: Ledger, conn: Connection, insert: _Inserter, stream: int, d: Desired
+) -> tuple[int, int]:
+    """Map and stage every row of a file, with digests; the ordinary way if it cannot be cut."""
+    from syncer.scan import Unscannable
+
+    assert d.file is not None
+    name, kind = d.integration, d.kind.value
+    try:
+        return _stage_items(ledger, insert, stream, name, kind, d.file.runs(None))
+    except Unscannable:
+        s = insert.table.c
+        with ledger.translate_errors("staging records"):
+            conn.execute(insert.table.delete().where(s.integration == name, s.kind == kind))
+        return _stage_items(ledger, insert, stream, name, kind, d.file.classic())
 
 
 def _stage_items(
@@ -759,21 +780,28 @@ def _stage_items(
     return count, invalid
 
 
-_Selected = list[tuple[int, int]]
-"""(ordinal, digest) of the records of a file to map, in ordinal order."""
-
-
 @dataclass
 class _Skim:
     """A file stream read by digest: its digests' table, the records mapped, what was staged."""
 
     desired: Desired
     stream: int  # its position in the plan
-    table: Table
-    selected: _Selected
+    table: Table  # (ord, digest) of every record of the file
+    chosen: Table  # (ord, digest) of the records to map
+    selected: Selection | None  # the same, in ordinal order, for the mapping pass; None: all
     total: int  # records in the file
     staged: tuple[int, int] = (0, 0)  # valid records and invalid rows staged from ``selected``
     restaged: bool = False  # staged again (its ids now follow later streams' ids)
+
+
+def _digest_table(name: str) -> Table:
+    return Table(
+        name,
+        MetaData(),
+        Column("ord", Integer, primary_key=True, autoincrement=False),
+        Column("digest", BigInteger, nullable=False),
+        prefixes=["TEMPORARY"],
+    )
 
 
 def _skim(ledger: Ledger, conn: Connection, d: Desired, stream: int, name: str) -> _Skim | None:
@@ -786,44 +814,61 @@ def _skim(ledger: Ledger, conn: Connection, d: Desired, stream: int, name: str) 
     from syncer.scan import Unscannable
 
     assert d.file is not None
-    table = Table(
-        name,
-        MetaData(),
-        Column("ord", Integer, primary_key=True, autoincrement=False),
-        Column("digest", BigInteger, nullable=False),
-        prefixes=["TEMPORARY"],
-    )
+    table, chosen = _digest_table(name), _digest_table(f"{name}_map")
     total = 0
+    r = records.c
     with ledger.translate_errors("staging digests"):
+        synced = select(literal(1)).where(
+            r.integration == d.integration, r.kind == d.kind, r.status == RecordStatus.SYNCED
+        )
+        if conn.execute(synced.limit(1)).first() is None:  # a first plan: every row is new
+            return _Skim(d, stream, table, chosen, None, 0)
         table.create(conn)
+        chosen.create(conn)
         try:
             for chunk in d.file.digests():
                 _insert_digests(conn, table, total, chunk)
                 total += len(chunk)
         except Unscannable:
             table.drop(conn)
+            chosen.drop(conn)
             return None
         # Probed in digest order, the look-ups walk the ledger's index forward (3-4x faster than
         # in file order).
         Index(None, table.c.digest).create(conn)
         _analyze(conn, table)
-        r, t = records.c, table.c
+        t, c = table.c, chosen.c
+        # No need to match integration and kind: the digests are keyed by them (scan.seed).
         known = exists(literal(1)).where(
-            r.integration == d.integration,
-            r.kind == d.kind,
             r.source_digest == t.digest,
             r.status == RecordStatus.SYNCED,
             *((r.live == true(),) if d.kind is RecordKind.COURSE else ()),
         )
-        found = _pairs(conn, select(t.ord, t.digest).where(~known).order_by(t.digest))
+        unknown = select(t.ord, t.digest).where(~known).order_by(t.digest)
+        count = conn.execute(chosen.insert().from_select(["ord", "digest"], unknown)).rowcount
         # One query each: SQLite runs "not known or shared" 2x slower than both apart.
         shared = select(t.digest).group_by(t.digest).having(func.count() > 1).subquery()
-        found += _pairs(conn, select(t.ord, t.digest).join(shared, shared.c.digest == t.digest))
-    return _Skim(d, stream, table, sorted(set(found)), total)
+        also = (
+            select(t.ord, t.digest)
+            .join(shared, shared.c.digest == t.digest)
+            .where(~exists(literal(1)).where(c.ord == t.ord))
+        )
+        count += conn.execute(chosen.insert().from_select(["ord", "digest"], also)).rowcount
+        if count * 2 > total:  # mostly new or changed (a config change): map every row
+            return _Skim(d, stream, table, chosen, None, total)
+        selected = _selection(conn, chosen)
+    return _Skim(d, stream, table, chosen, selected, total)
 
 
-def _pairs(conn: Connection, query: Any) -> _Selected:
-    return [(int(ordinal), int(digest)) for ordinal, digest in conn.execute(query)]
+def _selection(conn: Connection, chosen: Table) -> Selection:
+    """The records to map, in ordinal order: two arrays of 8 bytes a record, not a list of tuples."""
+    from syncer.staging import Selection
+
+    selection = Selection()
+    query = select(chosen.c.ord, chosen.c.digest).order_by(chosen.c.ord)
+    for rows in conn.execute(query, execution_options={"yield_per": 20_000}).partitions():
+        selection.extend(rows)
+    return selection
 
 
 def _settle_duplicates(
@@ -845,16 +890,15 @@ def _settle_duplicates(
     assert d.file is not None
     name, kind, s = d.integration, d.kind.value, staged.c
     with ledger.translate_errors("planning"):
-        more = _also_mapped(conn, staged, d, skim.table, skim.selected) if skim.staged[0] else []
-        if not more:
+        added = _also_mapped(conn, staged, d, skim) if skim.staged[0] else 0
+        if not added:
             return
         where = (s.integration == name, s.kind == kind)
         before = conn.execute(select(s.state, func.count()).where(*where).group_by(s.state)).all()
         conn.execute(staged.delete().where(*where))
+        skim.selected = _selection(conn, skim.chosen)
     for state, n in before:
         tally[(name, kind, state)] -= int(n)
-    added = len(more)
-    skim.selected = sorted({*skim.selected, *more})
     count, invalid = _stage_items(ledger, insert, skim.stream, name, kind, d.file.runs(skim.selected))
     tally[(name, kind, _OK)] += count - added
     tally[(name, kind, _INVALID)] += invalid
@@ -863,14 +907,16 @@ def _settle_duplicates(
     skim.restaged = True
 
 
-def _also_mapped(conn: Connection, staged: Table, d: Desired, table: Table, selected: _Selected) -> _Selected:
-    """Records not mapped whose ledger record has the key of a staged row (a duplicate key)."""
-    r, s, t = records.c, staged.c, table.c
+def _also_mapped(conn: Connection, staged: Table, d: Desired, skim: _Skim) -> int:
+    """Select the records not mapped whose ledger record has the key of a staged row (a
+    duplicate key); returns how many."""
+    r, s, t, c = records.c, staged.c, skim.table.c, skim.chosen.c
     query = (
         select(t.ord, t.digest)
+        .distinct()
         .select_from(
             staged.join(records, and_(r.integration == s.integration, r.kind == s.kind, r.key == s.key)).join(
-                table, t.digest == r.source_digest
+                skim.table, t.digest == r.source_digest
             )
         )
         .where(
@@ -878,13 +924,11 @@ def _also_mapped(conn: Connection, staged: Table, d: Desired, table: Table, sele
             s.kind == d.kind.value,
             s.state == _OK,
             or_(s.digest.is_(None), s.digest != r.source_digest),
+            ~exists(literal(1)).where(c.ord == t.ord),
         )
     )
-    found = _pairs(conn, query)
-    if not found:
-        return []
-    mapped = {ordinal for ordinal, _digest in selected}
-    return [(ordinal, digest) for ordinal, digest in found if ordinal not in mapped]
+    added = conn.execute(skim.chosen.insert().from_select(["ord", "digest"], query)).rowcount
+    return max(0, added or 0)
 
 
 def _insert_digests(conn: Connection, table: Table, first: int, digests: list[int]) -> None:
@@ -1010,10 +1054,10 @@ def _stage_archives(
 
 
 def _sort_threads(conn: Connection) -> None:
-    """SQLite: let big sorts (the staged index build) use helper threads.
+    """SQLite: let big sorts (the digests' and the staged index builds) use helper threads.
 
-    The mapping workers are done by then, so the other cores are idle; SQLite's default is no
-    helper thread, and the index build is one of the longest steps after staging.
+    The other cores are idle then (mapping workers run at other times); SQLite's default is no
+    helper thread, and the index builds are among the longest steps of a plan.
     """
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(f"PRAGMA threads={min(4, os.cpu_count() or 1)}")

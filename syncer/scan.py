@@ -23,6 +23,7 @@ import codecs
 import csv
 import dataclasses
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,7 +31,7 @@ from typing import Any, TypeVar
 import orjson
 
 from syncer import __version__
-from syncer.config import IntegrationConfig, ObjectConfig, SourceConfig, SourceKind
+from syncer.config import IntegrationConfig, ObjectConfig, SourceConfig, SourceKind, Tolerance
 from syncer.errors import SourceError
 from syncer.models import RecordKind
 
@@ -106,10 +107,15 @@ def _blocks(path: Path, codec: str, csv_quotes: bool) -> Iterator[tuple[list[byt
             yield [_Tail(rest)], _plain(rest, csv_quotes) and not _bare_cr(rest)
 
 
+_BARE_CR = re.compile(rb"\r[^\n]")
+
+
 def _plain(data: bytes, csv_quotes: bool) -> bool:
     if csv_quotes and b'"' in data:
         return False
-    return b"\r" not in data or data.count(b"\r") == data.count(b"\r\n")
+    # A CR ending the data is the end of a line cut in two (its LF starts the next block) or
+    # the file's last byte: the text layer ends a line there either way.
+    return b"\r" not in data or _BARE_CR.search(data) is None
 
 
 def _check(
@@ -277,7 +283,9 @@ def seed(
         "syncer": __version__,
         "kind": kind.value,
         "integration": _facts(dataclasses.replace(integration, courses=None, stats=None)),
-        "spec": _facts(spec),
+        # What decides how invalid rows are tolerated or whether courses are archived does not
+        # change what a row maps to.
+        "spec": _facts(dataclasses.replace(spec, tolerate_invalid=Tolerance(), archive_missing=False)),
         "source": [source.kind.value, source.delimiter, source.encoding],
     }
     digest = hashlib.blake2b(orjson.dumps(parts, default=repr), digest_size=8)

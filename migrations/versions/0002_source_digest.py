@@ -25,7 +25,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("source_digest", sa.BigInteger(), nullable=True))
         batch_op.create_index(
             "ix_records_source_digest",
-            ["integration", "kind", "source_digest", "status", "live"],
+            ["source_digest", "status", "live"],
             unique=False,
         )
 
