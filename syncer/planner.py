@@ -43,7 +43,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from syncer.config import BatchSizes, Config, SourceConfig, SourceKind, Tolerance
 from syncer.errors import ConfigError, LedgerError, PlanError, SourceError
@@ -834,8 +834,15 @@ def _skim(ledger: Ledger, conn: Connection, d: Desired, stream: int, name: str) 
             chosen.drop(conn)
             return None
         # Probed in digest order, the look-ups walk the ledger's index forward (3-4x faster than
-        # in file order).
-        Index(None, table.c.digest).create(conn)
+        # in file order). Unique unless two records are the same bytes (rare: tried first, it
+        # spares a query for them).
+        try:
+            with conn.begin_nested():
+                Index(None, table.c.digest, unique=True).create(conn)
+            distinct = True
+        except IntegrityError:
+            Index(None, table.c.digest).create(conn)
+            distinct = False
         _analyze(conn, table)
         t, c = table.c, chosen.c
         # No need to match integration and kind: the digests are keyed by them (scan.seed).
@@ -846,14 +853,14 @@ def _skim(ledger: Ledger, conn: Connection, d: Desired, stream: int, name: str) 
         )
         unknown = select(t.ord, t.digest).where(~known).order_by(t.digest)
         count = conn.execute(chosen.insert().from_select(["ord", "digest"], unknown)).rowcount
-        # One query each: SQLite runs "not known or shared" 2x slower than both apart.
-        shared = select(t.digest).group_by(t.digest).having(func.count() > 1).subquery()
-        also = (
-            select(t.ord, t.digest)
-            .join(shared, shared.c.digest == t.digest)
-            .where(~exists(literal(1)).where(c.ord == t.ord))
-        )
-        count += conn.execute(chosen.insert().from_select(["ord", "digest"], also)).rowcount
+        if not distinct:  # one query each: SQLite runs "not known or shared" 2x slower
+            shared = select(t.digest).group_by(t.digest).having(func.count() > 1).subquery()
+            also = (
+                select(t.ord, t.digest)
+                .join(shared, shared.c.digest == t.digest)
+                .where(~exists(literal(1)).where(c.ord == t.ord))
+            )
+            count += conn.execute(chosen.insert().from_select(["ord", "digest"], also)).rowcount
         if count * 2 > total:  # mostly new or changed (a config change): map every row
             return _Skim(d, stream, table, chosen, None, total)
         selected = _selection(conn, chosen)
@@ -1054,13 +1061,17 @@ def _stage_archives(
 
 
 def _sort_threads(conn: Connection) -> None:
-    """SQLite: let big sorts (the digests' and the staged index builds) use helper threads.
+    """SQLite: let big sorts (the digests' and the staged index builds) use helper threads, and
+    give the plan's temporary tables a 64 MB page cache.
 
     The other cores are idle then (mapping workers run at other times); SQLite's default is no
-    helper thread, and the index builds are among the longest steps of a plan.
+    helper thread, and the index builds are among the longest steps of a plan. The default
+    2 MB cache makes every probe of the file's digests and every staged row read a system call
+    (a 64 MB cache saves 5% of a plan; peak RSS stays far below the 300 MB target).
     """
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(f"PRAGMA threads={min(4, os.cpu_count() or 1)}")
+        conn.exec_driver_sql("PRAGMA temp.cache_size=-65536")
 
 
 def _analyze(conn: Connection, table: Table) -> None:
