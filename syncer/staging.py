@@ -318,7 +318,7 @@ class Selection:
         return zip(self.ords, self.digests, strict=True)
 
 
-PARALLEL_MIN_ROWS = 200_000
+PARALLEL_MIN_ROWS = 50_000
 """Selected rows from which a digested file is mapped in worker processes."""
 _DIGEST_CHUNK = 20_000
 
