@@ -133,8 +133,9 @@ def plan(
     """Show what apply would send: courses, statistics, archives, and the invalid rows."""
     from syncer.config import load_config
     from syncer.ledger import Ledger
-    from syncer.planner import build_plan, save_plan
+    from syncer.planner import build_plan
     from syncer.report import plan_data, render_plan
+    from syncer.savedplan import save_plan
 
     config = load_config(config_path)
     ledger = Ledger.open(config.ledger_url.reveal())
@@ -279,8 +280,9 @@ def apply(
     from syncer.engine import ApplyOptions, run_apply, simulated
     from syncer.ledger import Ledger
     from syncer.lock import acquire_lock
-    from syncer.planner import check_saved_plan, load_saved_plan, select_integrations
+    from syncer.planner import select_integrations
     from syncer.report import render_run
+    from syncer.savedplan import check_saved_plan, load_saved_plan
 
     config = load_config(config_path)
     saved = load_saved_plan(plan_file) if plan_file is not None else None

@@ -1,21 +1,20 @@
 """Desired records vs the ledger -> a Plan, computed in the database, not in Python memory.
 
-Mapped records are staged in a temporary table of the ledger database (filled in chunks with
-executemany), duplicates are resolved there, and the comparison with the ledger's ``records``
-is a join. The Plan keeps counts and capped detail only; ``Plan.batches`` streams the records to
-send back from the staging table, in the order product.md §4 asks for. A saved plan records the
-config digest, the ledger generation and the sources' hashes so that a stale one is refused.
+The rows of a CSV or JSON Lines file are first digested and looked up in the ledger (``_skim``):
+rows unchanged since they were sent are counted, not mapped. Mapped records are staged in a
+temporary table of the ledger database (filled in chunks with executemany, or COPY),
+duplicates are resolved there, and the comparison with the ledger's ``records`` is a join. The
+Plan keeps counts and capped detail only; ``Plan.batches`` streams the records to send back
+from the staging table, in the order product.md §4 asks for. Plan files: syncer/savedplan.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -46,8 +45,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
-from syncer.config import BatchSizes, Config, SourceConfig, SourceKind, Tolerance
-from syncer.errors import ConfigError, LedgerError, PlanError, SourceError
+from syncer.config import BatchSizes, Config, SourceKind, Tolerance
+from syncer.errors import ConfigError, LedgerError, PlanError
 from syncer.ledger import Ledger, operations, records
 from syncer.models import (
     Change,
@@ -62,7 +61,6 @@ from syncer.models import (
     RecordStatus,
     StagedRow,
     content_hash,
-    dumps_canonical,
 )
 
 if TYPE_CHECKING:
@@ -72,19 +70,13 @@ __all__ = [
     "DETAIL_LIMIT",
     "Desired",
     "Plan",
-    "SavedPlan",
     "build_plan",
-    "check_saved_plan",
-    "fingerprint_source",
-    "load_saved_plan",
     "plan_records",
-    "save_plan",
 ]
 
 DETAIL_LIMIT = 100
 """Changed records and invalid rows a plan keeps in detail (per action); the rest are counted."""
 
-SAVED_PLAN_VERSION = 1
 _CHUNK = 5000
 # Mass-archive guard (product.md §4): more than this share of the live courses, and more than
 # this many, needs --allow-mass-archive.
@@ -114,19 +106,6 @@ class Desired:
     # A file read by digest: only the rows the ledger does not know as synced are mapped (then
     # ``items`` is not used; a file that cannot be cut is mapped whole from ``file.classic()``).
     file: FileStream | None = None
-
-
-@dataclass(frozen=True)
-class SavedPlan:
-    """A plan file: what it was computed from, and its summary."""
-
-    path: Path
-    config_digest: str
-    ledger_generation: int
-    sources: Mapping[str, str]
-    integrations: tuple[str, ...] | None
-    retry_rejected: bool
-    summary: Mapping[str, Any] = field(default_factory=dict)
 
 
 _SENDS = [a.value for a in (ChangeAction.NEW, ChangeAction.CHANGED, ChangeAction.RESEND, ChangeAction.RETRY)]
@@ -548,6 +527,8 @@ def plan_records(
         )
         with ledger.translate_errors("planning"):
             conn.rollback()  # end the read transaction: the plan must not pin an old snapshot
+            if conn.dialect.name == "sqlite":  # back to the default cache while apply runs
+                conn.exec_driver_sql("PRAGMA temp.cache_size=-2000")
     except BaseException:
         conn.invalidate()  # its temporary tables go with it
         conn.close()
@@ -1085,7 +1066,8 @@ def _sort_threads(conn: Connection) -> None:
     The other cores are idle then (mapping workers run at other times); SQLite's default is no
     helper thread, and the index builds are among the longest steps of a plan. The default
     2 MB cache makes every probe of the file's digests and every staged row read a system call
-    (a 64 MB cache saves 5% of a plan; peak RSS stays far below the 300 MB target).
+    (a 64 MB cache saves 5% of a plan). Set back to SQLite's default once the plan is made:
+    apply holds its batches in memory meanwhile.
     """
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(f"PRAGMA threads={min(4, os.cpu_count() or 1)}")
@@ -1287,111 +1269,3 @@ def _all_invalid(ledger: Ledger, conn: Connection, s: Table, restaged: bool) -> 
     with ledger.translate_errors("reading invalid rows"):
         for row in conn.execute(_invalid_query(s, restaged), execution_options={"yield_per": 5000}):
             yield _invalid_row(row)
-
-
-# -- saved plans ----------------------------------------------------------------------------
-
-
-def fingerprint_source(source: SourceConfig) -> str:
-    """A hash of a source's content: the file's bytes, or the rows an SQL query returns."""
-    digest = hashlib.blake2b(digest_size=16)
-    if source.kind in (SourceKind.CSV, SourceKind.JSONL):
-        if source.path is None:
-            raise SourceError(f"source {source.name!r} has no file path")
-        try:
-            with open(source.path, "rb") as handle:
-                while block := handle.read(1 << 20):
-                    digest.update(block)
-        except OSError as exc:
-            raise SourceError(f"{source.path}: cannot read: {exc.strerror}") from exc
-        return digest.hexdigest()
-    from syncer.sources import load_rows
-
-    for row in load_rows(source):
-        digest.update(dumps_canonical(dict(row.values)) if row.values else b"{}")
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-def _used_sources(config: Config, names: Iterable[str]) -> list[str]:
-    used: list[str] = []
-    for name in names:
-        integration = config.integrations[name]
-        for spec in (integration.courses, integration.stats):
-            if spec is not None and spec.source not in used:
-                used.append(spec.source)
-    return used
-
-
-def _config_digest(config: Config) -> str:
-    if config.digest:
-        return config.digest
-    try:
-        return hashlib.blake2b(config.path.read_bytes(), digest_size=16).hexdigest()
-    except OSError as exc:
-        raise PlanError(f"{config.path}: cannot read: {exc.strerror}") from exc
-
-
-def save_plan(
-    path: Path,
-    plan: Plan,
-    config: Config,
-    summary: Mapping[str, Any],
-    *,
-    integrations: Sequence[str] | None = None,
-) -> None:
-    """Write a plan file that ``syncer apply PLANFILE`` can check and execute (no secret in it)."""
-    names = select_integrations(config, integrations)
-    data = {
-        "format_version": SAVED_PLAN_VERSION,
-        "config": str(config.path),
-        "config_digest": _config_digest(config),
-        "ledger_generation": plan.generation,
-        "sources": {name: fingerprint_source(config.sources[name]) for name in _used_sources(config, names)},
-        "integrations": list(integrations) if integrations else None,
-        "retry_rejected": plan.retry_rejected,
-        "plan": dict(summary),
-    }
-    try:
-        path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
-    except OSError as exc:
-        raise PlanError(f"{path}: cannot write the plan: {exc.strerror}") from exc
-
-
-def load_saved_plan(path: Path) -> SavedPlan:
-    """Read a plan file written by ``syncer plan --out``."""
-    try:
-        data = orjson.loads(path.read_bytes())
-    except OSError as exc:
-        raise PlanError(f"{path}: cannot read the plan: {exc.strerror}") from exc
-    except orjson.JSONDecodeError as exc:
-        raise PlanError(f"{path}: not a plan file (invalid JSON: {exc})") from exc
-    try:
-        if data["format_version"] != SAVED_PLAN_VERSION:
-            raise PlanError(f"{path}: plan format {data['format_version']} is not supported; plan again")
-        names = data["integrations"]
-        return SavedPlan(
-            path=path,
-            config_digest=str(data["config_digest"]),
-            ledger_generation=int(data["ledger_generation"]),
-            sources={str(k): str(v) for k, v in data["sources"].items()},
-            integrations=None if names is None else tuple(str(n) for n in names),
-            retry_rejected=bool(data["retry_rejected"]),
-            summary=data["plan"],
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise PlanError(f"{path}: not a syncer plan file ({type(exc).__name__}: {exc})") from exc
-
-
-def check_saved_plan(saved: SavedPlan, config: Config, ledger: Ledger) -> None:
-    """Raise PlanError when the config, the ledger or a source changed since the plan was made."""
-    again = "run syncer plan again"
-    if saved.config_digest != _config_digest(config):
-        raise PlanError(f"{saved.path}: the config changed since the plan was made; {again}")
-    generation = ledger.generation()
-    if generation != saved.ledger_generation:
-        raise PlanError(f"{saved.path}: the ledger changed since the plan was made; {again}")
-    for name, fingerprint in saved.sources.items():
-        source = config.sources.get(name)
-        if source is None or fingerprint_source(source) != fingerprint:
-            raise PlanError(f"{saved.path}: the source {name!r} changed since the plan was made; {again}")

@@ -17,8 +17,9 @@ from syncer.config import load_config
 from syncer.errors import PlanError
 from syncer.ledger import Ledger
 from syncer.models import ItemResult, OperationStatus, OperationType
-from syncer.planner import build_plan, check_saved_plan, load_saved_plan
+from syncer.planner import build_plan
 from syncer.resources import schema_path
+from syncer.savedplan import check_saved_plan, load_saved_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "very-secret-value-42"
