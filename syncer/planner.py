@@ -497,10 +497,10 @@ def plan_records(
             with ledger.translate_errors("planning"):
                 if not _classify(conn, staged, actions, retry_rejected, skims.values()):
                     break
-                conn.execute(actions.delete())
             for skim in skims.values():
-                _settle_duplicates(ledger, conn, insert, staged, skim, tally, valid)
+                _settle_duplicates(ledger, conn, insert, staged, actions, skim, tally, valid)
             with ledger.translate_errors("planning"):
+                conn.execute(actions.delete())
                 _resolve_duplicates(conn, staged, tally)
         else:  # pragma: no cover - each round maps every row a duplicate key involves
             raise PlanError("duplicate keys across unchanged and changed rows could not be resolved")
@@ -589,7 +589,6 @@ class _Inserter:
             raise LedgerError("staging insert: unexpected parameter order")  # a guard, never seen
         self._copy = _copy_sql(conn, table, _STAGED_COLUMNS)
 
-        self._table = table
         self.table = table
         self._stream_sql: dict[tuple[int, str, str], str | None] = {}
 
@@ -616,7 +615,7 @@ class _Inserter:
             k: literal_column("'" + v.replace("'", "''") + "'") for k, v in constants.items()
         }
         values["stream"] = literal_column(str(int(stream)))
-        statement = self._table.insert().values(values)
+        statement = self.table.insert().values(values)
         compiled = statement.compile(dialect=dialect, column_keys=list(_STAGED_RECORD_COLUMNS))
         if not compiled.positional or tuple(compiled.positiontup or ()) != _STAGED_RECORD_COLUMNS:
             return None
@@ -863,11 +862,13 @@ def _settle_duplicates(
     conn: Connection,
     insert: _Inserter,
     staged: Table,
+    actions: Table,
     skim: _Skim,
     tally: _Tally,
     valid: dict[tuple[str, RecordKind], int],
 ) -> None:
-    """Map the skipped rows whose key a mapped row of the same file also has.
+    """Map the skipped rows whose key a mapped row of the same file also has (the staged rows
+    ``_classify`` flagged).
 
     Such a duplicate key (an unchanged row and another one) is invisible until both are mapped:
     the stream is staged again with both, in file order, and duplicates then resolve as usual.
@@ -877,7 +878,7 @@ def _settle_duplicates(
     assert d.file is not None
     name, kind, s = d.integration, d.kind.value, staged.c
     with ledger.translate_errors("planning"):
-        added = _also_mapped(conn, staged, d, skim) if skim.staged[0] else 0
+        added = _also_mapped(conn, staged, actions, d, skim) if skim.staged[0] else 0
         if not added:
             return
         where = (s.integration == name, s.kind == kind)
@@ -894,23 +895,21 @@ def _settle_duplicates(
     skim.restaged = True
 
 
-def _also_mapped(conn: Connection, staged: Table, d: Desired, skim: _Skim) -> int:
-    """Select the records not mapped whose ledger record has the key of a staged row (a
-    duplicate key); returns how many."""
+def _also_mapped(conn: Connection, staged: Table, actions: Table, d: Desired, skim: _Skim) -> int:
+    """Choose the skipped records of the staged rows ``_classify`` flagged; returns how many."""
     r, s, t, c = records.c, staged.c, skim.table.c, skim.chosen.c
     query = (
         select(t.ord, t.digest)
         .distinct()
         .select_from(
-            staged.join(records, and_(r.integration == s.integration, r.kind == s.kind, r.key == s.key)).join(
-                skim.table, t.digest == r.source_digest
-            )
+            actions.join(staged, s.id == actions.c.id)
+            .join(records, and_(r.integration == s.integration, r.kind == s.kind, r.key == s.key))
+            .join(skim.table, t.digest == r.source_digest)
         )
         .where(
+            actions.c.action == _ALSO_MAPPED,
             s.integration == d.integration,
             s.kind == d.kind.value,
-            s.state == _OK,
-            or_(s.digest.is_(None), s.digest != r.source_digest),
             ~exists(literal(1)).where(c.ord == t.ord),
         )
     )

@@ -34,6 +34,7 @@ from syncer import __version__
 from syncer.config import IntegrationConfig, ObjectConfig, SourceConfig, SourceKind, Tolerance
 from syncer.errors import SourceError
 from syncer.models import RecordKind
+from syncer.sources import csv_error, csv_values, decode_error, jsonl_value, stream_encoding
 
 __all__ = ["DIGEST_SCHEME", "Unscannable", "cut", "digest_of", "parse", "parse_header", "runs", "seed"]
 
@@ -55,8 +56,6 @@ class _Tail(bytes):
 
 def _codecs(source: SourceConfig) -> tuple[str, bool]:
     """(codec for the records, strip a leading UTF-8 byte-order mark?); Unscannable if unsafe."""
-    from syncer.sources import stream_encoding
-
     name = codecs.lookup(stream_encoding(source)).name
     if name in ("utf-8", "utf-8-sig"):
         return "utf-8", name == "utf-8-sig"
@@ -325,8 +324,6 @@ def parse(
     skips (a line blank only once decoded) gives None for values; a bad record raises the same
     SourceError as the ordinary reader.
     """
-    from syncer.sources import jsonl_value
-
     codec, _bom = _codecs(source)
     name = source.path.name if source.path else source.name
     if header is None:
@@ -381,16 +378,12 @@ def _decode(source: SourceConfig, raw: bytes, codec: str) -> str:
     try:
         return raw.decode(codec)
     except UnicodeDecodeError as exc:
-        from syncer.sources import decode_error
-
         raise decode_error(source, exc) from exc
 
 
 def _csv_batch(
     source: SourceConfig, name: str, header: list[str], batch: list[tuple[int, str, T]]
 ) -> Iterator[tuple[str, dict[str, Any] | None, T]]:
-    from syncer.sources import csv_values
-
     # Each text is one whole record (cut() made sure): one reader parses them all in one go.
     reader = csv.reader([text for _number, text, _extra in batch], delimiter=source.delimiter)
     position = 0
@@ -400,6 +393,4 @@ def _csv_batch(
             position += 1
             yield f"{name}:{number}", csv_values(source, header, number, values), extra
     except csv.Error as exc:
-        number = batch[min(position, len(batch) - 1)][0]
-        declared = f" (source {source.name!r} declared at {source.where})" if source.where else ""
-        raise SourceError(f"{source.path}:{number}: {exc}{declared}") from exc
+        raise csv_error(source, batch[min(position, len(batch) - 1)][0], exc) from exc

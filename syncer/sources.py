@@ -22,6 +22,7 @@ from syncer.models import Row
 
 __all__ = [
     "SQL_BATCH_ROWS",
+    "csv_error",
     "csv_values",
     "decode_error",
     "jsonl_value",
@@ -175,7 +176,12 @@ def _csv_rows(
         except UnicodeDecodeError as exc:
             raise decode_error(source, exc) from exc
         except csv.Error as exc:
-            raise SourceError(f"{path}:{reader.line_num}: {exc}{_declared(source)}") from exc
+            raise csv_error(source, reader.line_num, exc) from exc
+
+
+def csv_error(source: SourceConfig, line: int, exc: csv.Error) -> SourceError:
+    """The SourceError for a record the csv module refuses, at ``line``."""
+    return SourceError(f"{_path(source)}:{line}: {exc}{_declared(source)}")
 
 
 def csv_values(

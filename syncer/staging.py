@@ -75,7 +75,10 @@ def stage_runs(
     a time (a million generator steps and type tests fewer).
     Raises ConfigError at once for a bad field spec, SourceError while iterating.
     """
-    mapper = build_mapper(integration, kind, spec)
+    return _classic_runs(build_mapper(integration, kind, spec), source)
+
+
+def _classic_runs(mapper: Mapper, source: SourceConfig) -> Iterator[Run]:
     if _parallel(source):
         return _in_workers(mapper, source)
     return _staged_runs(mapper, _classic_rows(source)(None))
@@ -345,9 +348,7 @@ class FileStream:
 
     def classic(self) -> Iterator[Run]:
         """Every row mapped the ordinary way, without digests (for a file ``cut`` refuses)."""
-        if _parallel(self.source):
-            return _in_workers(self.mapper, self.source)
-        return _staged_runs(self.mapper, _classic_rows(self.source)(None))
+        return _classic_runs(self.mapper, self.source)
 
     def digests(self) -> Iterator[list[int]]:
         """The digests of the data records in chunks, in order; raises scan.Unscannable."""
@@ -357,7 +358,8 @@ class FileStream:
         assert key is not None
         chunk: list[int] = []
         for _first, raws in records:
-            # The hot loop of a plan with nothing changed: one comprehension per block of lines.
+            # The hot loop of a plan with nothing changed: one comprehension per block of lines
+            # (scan.digest_of, inlined: a call per record would cost a tenth of a second more).
             chunk += [
                 from_bytes(blake2b(raw, digest_size=8).digest(), "little", signed=True) ^ key for raw in raws
             ]
@@ -411,13 +413,11 @@ class FileStream:
             records = self._records()
             key = self._key
             assert key is not None
-            blake2b, from_bytes = hashlib.blake2b, int.from_bytes
             position = 0
             for first, raws in records:
                 for offset, raw in enumerate(raws):
                     if count == 1 or ((position + offset) // size) % count == index:
-                        digest = from_bytes(blake2b(raw, digest_size=8).digest(), "little", signed=True) ^ key
-                        yield first + offset, raw, digest
+                        yield first + offset, raw, digest_of(raw, key)
                 position += len(raws)
 
         def picked(share: Share | None) -> Iterator[tuple[int, bytes, int]]:
@@ -450,15 +450,12 @@ class FileStream:
             raise SourceError(_changed(source))  # fewer records than the first reading found
 
         def rows(share: Share | None) -> Iterator[SourceRow]:
-            header = self._header if source.kind is SourceKind.CSV else None
             records = picked(share) if selected is not None else every(share)
-            if selected is None:
-                first = next(records, None)  # reads the header: parse() needs it
-                header = self._header if source.kind is SourceKind.CSV else None
-                if first is None:
-                    return iter(())
-                records = itertools.chain([first], records)
-            return parse(source, header, records)
+            first = next(records, None)  # reading starts with the header, which parse() needs
+            if first is None:
+                return iter(())
+            header = self._header if source.kind is SourceKind.CSV else None
+            return parse(source, header, itertools.chain([first], records))
 
         return rows
 
