@@ -80,6 +80,13 @@ class SourceKind(StrEnum):
     SQL = "sql"
 
 
+class UnsafeChange(StrEnum):
+    """What to do with a statistic whose predicted effect on the platform's attempts is unsafe."""
+
+    HOLD = "hold"  # not sent; listed with its reason; apply exits 3 (the default)
+    SEND = "send"  # sent anyway: "I accept the platform's behaviour" (docs/attempts.md)
+
+
 class FieldType(StrEnum):
     """The ``type`` transform of a field."""
 
@@ -182,7 +189,8 @@ class ObjectConfig:
     filters: tuple[FilterSpec, ...] = ()
     tolerate_invalid: Tolerance = field(default_factory=Tolerance)
     archive_missing: bool = False  # courses only
-    force_new: bool = False  # stats only
+    force_new: bool = False  # stats only; a field rule for forceNew is in ``fields`` instead
+    on_unsafe_change: UnsafeChange = UnsafeChange.HOLD  # stats only
     where: str = ""
 
 
@@ -836,13 +844,18 @@ def _build_object(doc: _Document, path: _Path, spec: dict[str, Any]) -> ObjectCo
         value = item[op.value] if op not in (FilterOp.EMPTY, FilterOp.NOT_EMPTY) else None
         value = tuple(value) if isinstance(value, list) else value
         filters.append(FilterSpec(item["column"], op, value, where=doc.where((*path, "filter", i))))
+    force_new = spec.get("force_new", False)
+    if not isinstance(force_new, bool):  # a field rule: each row says whether it opens a new attempt
+        fields.append(_build_field(doc, (*path, "force_new"), "forceNew", force_new))
+        force_new = False
     return ObjectConfig(
         source=spec["source"],
         fields=tuple(fields),
         filters=tuple(filters),
         tolerate_invalid=_tolerance(spec.get("tolerate_invalid")),
         archive_missing=bool(spec.get("archive_missing", False)),
-        force_new=bool(spec.get("force_new", False)),
+        force_new=force_new,
+        on_unsafe_change=UnsafeChange(spec.get("on_unsafe_change", UnsafeChange.HOLD.value)),
         where=doc.where(path),
     )
 

@@ -51,6 +51,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from syncer.config import redact_url
 from syncer.errors import LedgerError
 from syncer.models import (
+    ChangeAction,
+    Effect,
     InvalidRow,
     ItemResult,
     OperationStatus,
@@ -58,6 +60,7 @@ from syncer.models import (
     Record,
     RecordKind,
     RecordStatus,
+    UnsafeStat,
     dumps_canonical,
 )
 
@@ -193,6 +196,8 @@ class RecordRow(Base):
         # keyed by its integration and kind (syncer/scan.py): they need not be in the index,
         # whose probes are then twice as fast.
         Index("ix_records_source_digest", "source_digest", "status", "live"),
+        # The attempt prediction reads the other statistics of a (course, learner) pair.
+        Index("ix_records_pair", "integration", "kind", "grp"),
     )
 
     id: Mapped[int] = mapped_column(_BigId, primary_key=True)
@@ -209,6 +214,13 @@ class RecordRow(Base):
     # A digest of the source row the content came from (file sources; None otherwise): see
     # syncer/scan.py. A row whose digest matches a synced record is unchanged without mapping.
     source_digest: Mapped[int | None] = mapped_column(BigInteger)
+    # Statistics only (syncer/attempts.py): the (course, learner) pair as models.stat_group
+    # writes it, the firstActivityAt, and the attempt the platform last confirmed for this
+    # record (its lastActivityAt, and whether it is completed); None while never confirmed.
+    grp: Mapped[str | None] = mapped_column(Text)
+    first_at: Mapped[str | None] = mapped_column(Text)
+    att_end: Mapped[str | None] = mapped_column(Text)
+    att_done: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -257,7 +269,23 @@ class InvalidRowRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class HeldRecordRow(Base):
+    """A statistic the last plan of an integration held: its predicted effect is unsafe."""
+
+    __tablename__ = "held_records"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    integration: Mapped[str] = mapped_column(String(255), index=True)
+    key: Mapped[str] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(16))
+    effect: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 records = cast(Table, RecordRow.__table__)
+held_records_table = cast(Table, HeldRecordRow.__table__)
 operations = cast(Table, OperationRow.__table__)
 operation_items = cast(Table, OperationItemRow.__table__)
 runs = cast(Table, RunRow.__table__)
@@ -540,6 +568,8 @@ class Ledger:
                         "message": None,
                         "origin": stmt.excluded.origin,
                         "source_digest": stmt.excluded.source_digest,
+                        "grp": stmt.excluded.grp,
+                        "first_at": stmt.excluded.first_at,
                         "updated_at": stmt.excluded.updated_at,
                     },
                 ),
@@ -556,6 +586,9 @@ class Ledger:
                         "message": None,
                         "origin": item.origin,
                         "source_digest": item.digest,
+                        # grp and first_at: statistics only (the attempt prediction's pair)
+                        "grp": item.group or None,
+                        "first_at": item.order or None,
                         "created_at": now,
                         "updated_at": now,
                     }
@@ -687,6 +720,9 @@ class Ledger:
                     values["live"] = True
                 elif op_type is OperationType.ARCHIVE_COURSES:
                     values["live"] = False
+                else:  # the platform now holds this statistic's attempt as it was sent
+                    values["att_end"] = records.c.payload["lastActivityAt"].as_string()
+                    values["att_done"] = records.c.payload["progress"].as_float() >= 100
                 conn.execute(update(records).where(*target).values(**values), ok_keys)
             if bad_keys:
                 conn.execute(
@@ -868,6 +904,59 @@ class Ledger:
         with self.translate_errors("counting invalid rows"), self._engine.connect() as conn:
             return {name: int(count) for name, count in conn.execute(query)}
 
+    def replace_held_records(self, integrations: Iterable[str], held: Iterable[UnsafeStat]) -> None:
+        """Replace the held statistics of these integrations by those of the latest plan."""
+        names = list(integrations)
+        now = _now()
+        h = held_records_table
+        with self.translate_errors("storing held statistics"), self._engine.begin() as conn:
+            conn.execute(h.delete().where(h.c.integration.in_(names)))
+            chunk: list[dict[str, Any]] = []
+            for stat in held:
+                chunk.append(
+                    {
+                        "integration": stat.integration,
+                        "key": stat.key,
+                        "origin": stat.origin,
+                        "action": stat.action.value,
+                        "effect": stat.effect.value,
+                        "reason": stat.reason,
+                        "created_at": now,
+                    }
+                )
+                if len(chunk) >= 5000:
+                    conn.execute(insert(h), chunk)
+                    chunk = []
+            if chunk:
+                conn.execute(insert(h), chunk)
+
+    def held_records(self, integration: str | None = None, limit: int = 1000) -> list[UnsafeStat]:
+        """The statistics the last plan held, in plan order."""
+        h = held_records_table
+        query = select(h)
+        if integration is not None:
+            query = query.where(h.c.integration == integration)
+        query = query.order_by(h.c.id).limit(limit)
+        with self.translate_errors("reading held statistics"), self._engine.connect() as conn:
+            return [
+                UnsafeStat(
+                    integration=r["integration"],
+                    key=r["key"],
+                    origin=r["origin"],
+                    action=ChangeAction(r["action"]),
+                    effect=Effect(r["effect"]),
+                    reason=r["reason"],
+                )
+                for r in conn.execute(query).mappings()
+            ]
+
+    def held_counts(self) -> dict[str, int]:
+        """How many statistics the last plan held, per integration."""
+        h = held_records_table
+        query = select(h.c.integration, func.count()).group_by(h.c.integration)
+        with self.translate_errors("counting held statistics"), self._engine.connect() as conn:
+            return {name: int(count) for name, count in conn.execute(query)}
+
 
 def _operation_info(r: Any) -> OperationInfo:
     return OperationInfo(
@@ -969,7 +1058,7 @@ def alembic_config(url: str | None = None) -> Any:
     return cfg
 
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 """The newest migration in migrations/versions (a test checks): a ledger already there opens
 without importing Alembic (a tenth of a second on every command)."""
 

@@ -143,6 +143,56 @@ class ChangeAction(StrEnum):
     RESEND = "resend"  # sent before but never confirmed (pending)
     RETRY = "retry"  # rejected before, unchanged, sent again on request (--retry-rejected)
     ARCHIVE = "archive"  # a live course gone from the source
+    HELD = "held"  # a statistic whose predicted effect on the platform's attempts is unsafe
+
+
+class Effect(StrEnum):
+    """What the platform will do with a statistic, predicted from the attempts syncer knows.
+
+    docs/attempts.md explains each with an example. ``NEW_ATTEMPT`` and ``UPDATE`` are safe;
+    the others are held unless the integration says ``stats.on_unsafe_change: send``.
+    """
+
+    NEW_ATTEMPT = "new_attempt"  # opens an attempt of its own
+    UPDATE = "update"  # lands on its own attempt and on no other
+    DUPLICATE = "duplicate"  # its own attempt exists, but the platform would open a second one
+    OVERWRITES = "overwrites_another"  # another open attempt of the pair would take its values
+    UNDEFINED = "undefined"  # no documented branch applies (equal times, completed overlap)
+
+    @property
+    def safe(self) -> bool:
+        """True for the effects that are sent without asking."""
+        return self in (Effect.NEW_ATTEMPT, Effect.UPDATE)
+
+    @property
+    def label(self) -> str:
+        """The effect in words, as plans print it."""
+        return _EFFECT_LABELS[self]
+
+
+_EFFECT_LABELS = {
+    Effect.NEW_ATTEMPT: "new attempt",
+    Effect.UPDATE: "update",
+    Effect.DUPLICATE: "duplicate",
+    Effect.OVERWRITES: "overwrites another attempt",
+    Effect.UNDEFINED: "undefined",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UnsafeStat:
+    """A statistic whose predicted effect is unsafe: held (not sent), or sent by the integration's choice.
+
+    ``action`` is what the plan would otherwise do with it (new, changed, resend, retry).
+    """
+
+    integration: str
+    key: str
+    origin: str
+    action: ChangeAction
+    effect: Effect
+    reason: str
+    held: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +226,7 @@ class KindCounts:
     retry: int = 0
     unchanged: int = 0
     skipped: int = 0  # rejected before and unchanged: not sent again
+    held: int = 0  # statistics whose predicted effect is unsafe: not sent (not in to_send)
 
     @property
     def to_send(self) -> int:

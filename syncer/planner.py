@@ -45,12 +45,14 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
-from syncer.config import BatchSizes, Config, SourceKind, Tolerance
+from syncer.attempts import Prediction, predict
+from syncer.config import BatchSizes, Config, SourceKind, Tolerance, UnsafeChange
 from syncer.errors import ConfigError, LedgerError, PlanError
 from syncer.ledger import Ledger, operations, records
 from syncer.models import (
     Change,
     ChangeAction,
+    Effect,
     FieldChange,
     IntegrationSummary,
     InvalidRow,
@@ -60,6 +62,7 @@ from syncer.models import (
     RecordKind,
     RecordStatus,
     StagedRow,
+    UnsafeStat,
     content_hash,
 )
 
@@ -106,6 +109,8 @@ class Desired:
     # A file read by digest: only the rows the ledger does not know as synced are mapped (then
     # ``items`` is not used; a file that cannot be cut is mapped whole from ``file.classic()``).
     file: FileStream | None = None
+    # Statistics whose predicted effect is unsafe are sent anyway (stats.on_unsafe_change: send).
+    send_unsafe: bool = False
 
 
 _SENDS = [a.value for a in (ChangeAction.NEW, ChangeAction.CHANGED, ChangeAction.RESEND, ChangeAction.RETRY)]
@@ -178,6 +183,10 @@ class Plan:
         actions: Table | None = None,
         tolerance: Mapping[str, bool] | None = None,
         unmapped: Mapping[str, int] | None = None,
+        unsafe: Sequence[UnsafeStat] = (),
+        unsafe_total: int = 0,
+        held_total: int = 0,
+        prediction: Prediction | None = None,
     ) -> None:
         # Without ledger, connection and staging table the plan is detached: numbers and detail
         # only (a plan read back for display, or built by tests), no batches.
@@ -196,6 +205,12 @@ class Plan:
         self._tolerated = dict(tolerance or {})
         # Per integration: source rows known unchanged by their digest, hence not mapped.
         self.unmapped: dict[str, int] = dict(unmapped or {})
+        # Statistics whose predicted effect on the platform's attempts is unsafe (syncer/attempts.py):
+        # capped detail, and totals; held ones are not sent, the others are sent by choice.
+        self.unsafe = tuple(unsafe)
+        self.unsafe_total = unsafe_total
+        self.held_total = held_total
+        self._prediction = prediction
 
     @property
     def summaries(self) -> tuple[IntegrationSummary, ...]:
@@ -285,6 +300,14 @@ class Plan:
                 yield Record(
                     integration, kind, key, orjson.loads(payload), hash_, origin, grp, ord_, activity, digest
                 )
+
+    def effects(self) -> Iterator[tuple[str, str, Effect]]:
+        """(integration, key, predicted effect) of every statistic the plan sends or holds."""
+        ledger, conn, s, _a = self._attached()
+        if self._prediction is None:
+            return
+        with ledger.translate_errors("reading the plan"):
+            yield from self._prediction.effects(conn, s)
 
     def remember_digests(self) -> int:
         """Record in the ledger the source digest of the unchanged records that were mapped.
@@ -417,6 +440,7 @@ def build_plan(
                     () if by_digest else stage_runs(integration, kind, spec, source),
                     archive_missing=spec.archive_missing and kind is RecordKind.COURSE,
                     tolerance=spec.tolerate_invalid,
+                    send_unsafe=kind is RecordKind.STAT and spec.on_unsafe_change is UnsafeChange.SEND,
                     file=FileStream(integration, kind, spec, source) if by_digest else None,
                 )
             )
@@ -504,6 +528,9 @@ def plan_records(
                 _resolve_duplicates(conn, staged, tally)
         else:  # pragma: no cover - each round maps every row a duplicate key involves
             raise PlanError("duplicate keys across unchanged and changed rows could not be resolved")
+        with ledger.translate_errors("predicting attempts"):
+            send_unsafe = {d.integration for d in desired if d.kind is RecordKind.STAT and d.send_unsafe}
+            prediction = predict(conn, staged, actions, plan_id, send_unsafe)
         with ledger.translate_errors("planning"):
             _analyze(conn, actions)
             conn.commit()
@@ -516,6 +543,12 @@ def plan_records(
             invalid_total = sum(n for (_i, _k, state), n in tally.items() if state != _OK)
             invalid = _invalid_detail(conn, staged, detail_limit, restaged) if invalid_total else []
             tolerated = _tolerated(desired, valid, tally)
+            unsafe: list[UnsafeStat] = []
+            if prediction.unsafe:
+                for stat in prediction.unsafe_stats(conn, staged):
+                    if len(unsafe) >= detail_limit:
+                        break
+                    unsafe.append(stat)
             unmapped: dict[str, int] = {}
             for skim in skims.values():
                 name = skim.desired.integration
@@ -524,6 +557,9 @@ def plan_records(
         # Without invalid rows there is nothing to read: skip a scan of the whole staging table.
         ledger.replace_invalid_rows(
             names, _all_invalid(ledger, conn, staged, restaged) if invalid_total else iter(())
+        )
+        ledger.replace_held_records(
+            names, prediction.unsafe_stats(conn, staged, held=True) if prediction.held else iter(())
         )
         with ledger.translate_errors("planning"):
             conn.rollback()  # end the read transaction: the plan must not pin an old snapshot
@@ -548,6 +584,10 @@ def plan_records(
         retry_rejected=retry_rejected,
         tolerance=tolerated,
         unmapped=unmapped,
+        unsafe=unsafe,
+        unsafe_total=prediction.unsafe,
+        held_total=prediction.held,
+        prediction=prediction,
     )
 
 
@@ -1173,6 +1213,7 @@ def _counts(found: Mapping[str, int]) -> KindCounts:
         retry=found.get(ChangeAction.RETRY.value, 0),
         unchanged=found.get(_UNCHANGED, 0),
         skipped=found.get(_SKIPPED, 0),
+        held=found.get(ChangeAction.HELD.value, 0),
     )
 
 

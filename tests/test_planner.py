@@ -191,8 +191,9 @@ def test_invalid_rows_are_counted_and_tolerated(ledger: Ledger) -> None:
 
 
 def test_batches_keep_pairs_together_in_order(ledger: Ledger) -> None:
-    pair_a = [stat("a", "u@x", f"2025-01-0{d}") for d in (3, 1, 2)]  # out of order in the source
-    pair_b = [stat("b", "u@x", f"2025-02-0{d}") for d in (1, 2)]
+    # Attempts that do not overlap (each ends the day it starts): each is a new attempt.
+    pair_a = [stat("a", "u@x", f"2025-01-0{d}", f"2025-01-0{d}T12") for d in (3, 1, 2)]  # out of order
+    pair_b = [stat("b", "u@x", f"2025-02-0{d}", f"2025-02-0{d}T12") for d in (1, 2)]
     pair_c = [stat("c", "u@x", "2025-03-01")]
     courses = [course(k) for k in "edcba"]
     sizes = BatchSizes(courses=2, stats=4, archives=1)
@@ -230,7 +231,7 @@ def test_courses_then_stats_then_archives(ledger: Ledger) -> None:
 
 
 def test_a_big_pair_is_split_in_order(ledger: Ledger) -> None:
-    pair = [stat("a", "u@x", f"2025-01-{d:02}") for d in range(1, 6)]
+    pair = [stat("a", "u@x", f"2025-01-{d:02}", f"2025-01-{d:02}T12") for d in range(1, 6)]
     with make_plan(ledger, None, pair, sizes=BatchSizes(stats=2)) as plan:
         sizes = [len(b) for _, b in plan.batches("acme")]
         assert sizes == [2, 2, 1] and plan.summary("acme").batches["importExternalStatistics"] == 3

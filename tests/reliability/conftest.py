@@ -105,6 +105,11 @@ class World:
     root: Path
     sim: SimulatorThread
     force_new: bool = False
+    # The suite proves exactly-once delivery of every version of every row, so it sends the
+    # changes the attempt prediction finds unsafe too (a completed attempt edited, forceNew on an
+    # edited row): their duplicates are the platform's documented behaviour, modelled below, and
+    # any extra one is a resend. Holding them is tested in tests/attempts/.
+    on_unsafe_change: str = "send"
     integration_id: str = INTEGRATION_ID
     courses: dict[str, str] = field(default_factory=dict)
     stats: dict[tuple[str, str, str], Stat] = field(default_factory=dict)
@@ -197,6 +202,7 @@ integrations:
     stats:
       source: progress
       force_new: {"true" if self.force_new else "false"}
+      on_unsafe_change: {self.on_unsafe_change}
       fields:{STAT_FIELDS}
 """,
             encoding="utf-8",

@@ -1,0 +1,375 @@
+"""Predict what the platform does with each statistic a plan would send, in SQL, and hold the unsafe.
+
+The platform matches a statistic to a learner's attempts at a course by time, not by syncer's
+key (reference §7): a new attempt when ``forceNew``, when the pair has no attempt, or when
+``firstActivityAt`` is later than the end of every attempt; otherwise the non-completed attempts
+that end after ``firstActivityAt`` are updated. The attempts syncer knows for a (course, learner)
+pair are the statistics of the pair the platform confirmed (``records.att_end``/``att_done``:
+the attempt as last confirmed) and, in ``firstActivityAt`` order, what the same plan sends before
+(the new state of each earlier statistic that is sent). Against those, each statistic to send
+gets one ``Effect`` (docs/attempts.md):
+
+- ``new_attempt``: it opens its own attempt (``forceNew`` on a row never sent, or it starts after
+  every known attempt ends);
+- ``update``: its own attempt (confirmed, open, ending after it starts) is updated and no other;
+- ``duplicate``: its own attempt exists, but the platform would open a second one (the attempt
+  is completed, or ``forceNew`` on a row already sent, or it ends before it starts);
+- ``overwrites_another``: another open attempt of the pair ends after its ``firstActivityAt``
+  and would take its values;
+- ``undefined``: no documented branch applies (an attempt ending exactly at ``firstActivityAt``,
+  overlap with completed attempts only).
+
+The last three are unsafe: held (their action becomes ``held``: never sent, listed, exit 3)
+unless the integration says ``stats.on_unsafe_change: send``.
+
+Holding a statistic removes its new state from what later statistics of the pair meet, which
+can make them safe: the prediction is repeated until nothing changes (each round settles at
+least the next statistic of every pair; safety only grows as known attempts are removed, so
+statistics safe in the first round stay safe). Only the statistics to send and the ledger rows
+of their pairs are read, all in the database: nothing per row comes into Python but the unsafe.
+
+Times are compared as text: the mapper writes every date-time as UTC ``YYYY-MM-DDThh:mm:ss.sssZ``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ColumnElement,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    type_coerce,
+    update,
+)
+from sqlalchemy.engine import Connection
+
+from syncer.ledger import records
+from syncer.models import ChangeAction, Effect, RecordKind, UnsafeStat
+
+__all__ = ["MAX_ROUNDS", "Prediction", "predict"]
+
+MAX_ROUNDS = 20
+"""Rounds of prediction before the rest of the first round's unsafe statistics are simply held."""
+
+_STAT = RecordKind.STAT.value
+_SAFE = [Effect.NEW_ATTEMPT.value, Effect.UPDATE.value]
+
+
+def _effects_table(plan_id: str) -> Table:
+    return Table(
+        f"syncer_effects_{plan_id[:12]}",
+        MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=False),  # the staged row's id
+        Column("integration", String(255), nullable=False),
+        Column("grp", Text, nullable=False),
+        Column("fa", Text, nullable=False),  # firstActivityAt
+        Column("endv", Text, nullable=False),  # lastActivityAt (the completion date when done)
+        Column("done", Boolean, nullable=False),  # progress 100: completed
+        Column("force", Boolean, nullable=False),  # forceNew
+        Column("action", String(16), nullable=False),  # new, changed, resend, retry
+        Column("own_end", Text),  # its own attempt as the platform last confirmed it, if ever
+        Column("own_done", Boolean),
+        Column("effect", String(32)),
+        Column("first_effect", String(32)),
+        Column("sent", Boolean, nullable=False),  # sent in this plan (safe, or sent by choice)
+        Column("other", Text),  # firstActivityAt of the attempt an unsafe effect meets
+        prefixes=["TEMPORARY"],
+    )
+
+
+@dataclass
+class Prediction:
+    """The predicted effects of a plan's statistics (a temporary table on the plan's connection)."""
+
+    table: Table
+    unsafe: int  # statistics whose effect is unsafe, held or sent
+    held: int  # of which held
+
+    def effects(self, conn: Connection, staged: Table) -> Iterator[tuple[str, str, Effect]]:
+        """(integration, key, effect) of every statistic to send or held, in key order."""
+        e, s = self.table, staged
+        query = (
+            select(e.c.integration, s.c.key, e.c.effect)
+            .select_from(e.join(s, s.c.id == e.c.id))
+            .order_by(e.c.integration, s.c.key)
+        )
+        for integration, key, effect in conn.execute(query, execution_options={"yield_per": 5000}):
+            yield integration, key, Effect(effect)
+
+    def unsafe_stats(
+        self, conn: Connection, staged: Table, *, held: bool | None = None
+    ) -> Iterator[UnsafeStat]:
+        """The unsafe statistics with their reason, in plan order (all, or only held / sent)."""
+        e, s = self.table, staged
+        query = (
+            select(
+                e.c.integration, s.c.key, s.c.origin, e.c.action, e.c.effect, e.c.sent, e.c.force,
+                e.c.own_end, e.c.own_done, e.c.fa, e.c.other, e.c.grp,
+            )
+            .select_from(e.join(s, s.c.id == e.c.id))
+            .where(e.c.effect.not_in(_SAFE))
+            .order_by(s.c.stream, s.c.id)
+        )  # fmt: skip
+        if held is not None:
+            query = query.where(e.c.sent == (false() if held else true()))
+        for row in conn.execute(query, execution_options={"yield_per": 2000}):
+            integration, key, origin, action, effect, sent, force, own_end, own_done, fa, other, grp = row
+            effect = Effect(effect)
+            yield UnsafeStat(
+                integration,
+                key,
+                origin,
+                ChangeAction(action),
+                effect,
+                _reason(effect, grp, fa, bool(force), own_end, bool(own_done), other),
+                held=not sent,
+            )
+
+
+def predict(
+    conn: Connection, staged: Table, actions: Table, plan_id: str, send_unsafe: Collection[str] = ()
+) -> Prediction:
+    """Give every statistic the plan sends an effect; turn the unsafe ones' action into ``held``.
+
+    ``send_unsafe``: integrations whose unsafe statistics are sent anyway (``on_unsafe_change: send``).
+    """
+    e, s, a = _effects_table(plan_id), staged, actions
+    e.metadata.create_all(conn)
+    r = records.c
+    doc = cast(s.c.payload, JSON) if conn.dialect.name == "postgresql" else type_coerce(s.c.payload, JSON)
+    rows = (
+        select(
+            s.c.id,
+            s.c.integration,
+            s.c.grp,
+            s.c.ord,
+            s.c.activity,
+            func.coalesce(doc["progress"].as_float(), 0) >= 100,
+            func.coalesce(doc["forceNew"].as_boolean(), false()),
+            a.c.action,
+            r.att_end,
+            r.att_done,
+            true(),
+        )
+        .select_from(
+            a.join(s, s.c.id == a.c.id).outerjoin(
+                records, and_(r.integration == s.c.integration, r.kind == _STAT, r.key == s.c.key)
+            )
+        )
+        .where(a.c.kind == _STAT, a.c.action.in_([x.value for x in _SENT_ACTIONS]))
+    )
+    columns = [
+        "id",
+        "integration",
+        "grp",
+        "fa",
+        "endv",
+        "done",
+        "force",
+        "action",
+        "own_end",
+        "own_done",
+        "sent",
+    ]
+    if not conn.execute(e.insert().from_select(columns, rows)).rowcount:
+        return Prediction(e, 0, 0)
+    Index(None, e.c.integration, e.c.grp, e.c.fa, e.c.sent, e.c.endv, e.c.done).create(conn)
+    conn.exec_driver_sql(f"ANALYZE {e.name}")
+    effect = _effect(e)
+    conn.execute(update(e).values(effect=effect))
+    conn.execute(update(e).values(first_effect=e.c.effect))
+    sending = or_(e.c.effect.in_(_SAFE), e.c.integration.in_(list(send_unsafe)))
+    first_unsafe = e.c.first_effect.not_in(_SAFE)
+    for _round in range(MAX_ROUNDS):
+        changed = conn.execute(
+            update(e).where(first_unsafe, e.c.sent != sending).values(sent=sending)
+        ).rowcount
+        if not changed:
+            break
+        conn.execute(update(e).where(first_unsafe).values(effect=effect))
+    else:
+        # Not settled (pairs with more unsafe statistics than rounds): hold every statistic the
+        # first round found unsafe. Those found safe then met every state, so stay safe.
+        conn.execute(update(e).where(first_unsafe).values(effect=e.c.first_effect))
+        conn.execute(update(e).where(first_unsafe).values(sent=e.c.integration.in_(list(send_unsafe))))
+    unsafe_rows = e.c.effect.not_in(_SAFE)
+    conn.execute(update(e).where(unsafe_rows).values(other=_other(e)))
+    conn.execute(
+        update(a)
+        .where(a.c.id.in_(select(e.c.id).where(e.c.sent == false())))
+        .values(action=ChangeAction.HELD.value)
+    )
+    unsafe = int(conn.execute(select(func.count()).where(unsafe_rows)).scalar_one())
+    held = int(conn.execute(select(func.count()).where(e.c.sent == false())).scalar_one()) if unsafe else 0
+    return Prediction(e, unsafe, held)
+
+
+_SENT_ACTIONS = (ChangeAction.NEW, ChangeAction.CHANGED, ChangeAction.RESEND, ChangeAction.RETRY)
+
+
+class _Known:
+    """The attempts a statistic meets: confirmed ones in the ledger, and what the plan sends before it."""
+
+    def __init__(self, e: Table) -> None:
+        self.e = e
+        self.r2 = records.alias("r2")
+        self.e2 = e.alias("e2")
+        self.e3 = e.alias("e3")
+
+    def ledger(self, *cond: ColumnElement[bool]) -> ColumnElement[bool]:
+        """A confirmed attempt of another statistic of the pair, not updated earlier in the plan."""
+        e, r2, e3 = self.e, self.r2.c, self.e3.c
+        superseded = exists().where(
+            e3.integration == e.c.integration,
+            e3.grp == e.c.grp,
+            e3.fa == r2.first_at,
+            e3.fa < e.c.fa,
+            e3.sent == true(),
+        )
+        return exists().where(
+            r2.integration == e.c.integration,
+            r2.kind == _STAT,
+            r2.grp == e.c.grp,
+            r2.first_at != e.c.fa,
+            r2.att_end.is_not(None),
+            *cond,
+            ~superseded,
+        )
+
+    def sent_before(self, *cond: ColumnElement[bool]) -> ColumnElement[bool]:
+        """A statistic of the pair that the plan sends before this one."""
+        e, e2 = self.e, self.e2.c
+        return exists().where(
+            e2.integration == e.c.integration, e2.grp == e.c.grp, e2.fa < e.c.fa, e2.sent == true(), *cond
+        )
+
+    def any(self, ledger: list[ColumnElement[bool]], sent: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+        return or_(self.ledger(*ledger), self.sent_before(*sent))
+
+
+def _effect(e: Table) -> ColumnElement[str]:
+    """The documented rules (reference §7) against the attempts a statistic meets."""
+    k = _Known(e)
+    r2, e2, fa = k.r2.c, k.e2.c, e.c.fa
+    # Some attempt does not end before it starts: the "new attempt" branch does not apply.
+    blocks_new = k.any([r2.att_end >= fa], [e2.endv >= fa])
+    # Another open attempt ends after it starts: the platform updates that one.
+    overwrites = k.any([r2.att_done == false(), r2.att_end > fa], [e2.done == false(), e2.endv > fa])
+    # Another open attempt ends exactly when it starts: undocumented.
+    tie = k.any([r2.att_done == false(), r2.att_end == fa], [e2.done == false(), e2.endv == fa])
+    own = e.c.own_end.is_not(None)
+    return case(
+        (and_(own, or_(e.c.force == true(), e.c.own_done == true())), literal(Effect.DUPLICATE.value)),
+        (e.c.force == true(), literal(Effect.NEW_ATTEMPT.value)),
+        (overwrites, literal(Effect.OVERWRITES.value)),
+        (and_(own, e.c.own_end < fa, ~blocks_new), literal(Effect.DUPLICATE.value)),
+        (and_(own, or_(e.c.own_end <= fa, tie)), literal(Effect.UNDEFINED.value)),
+        (own, literal(Effect.UPDATE.value)),
+        (~blocks_new, literal(Effect.NEW_ATTEMPT.value)),
+        else_=literal(Effect.UNDEFINED.value),
+    )
+
+
+def _other(e: Table) -> ColumnElement[str]:
+    """The firstActivityAt of the attempt an unsafe statistic meets (the earliest such)."""
+    k = _Known(e)
+    r2, e2, fa = k.r2, k.e2, e.c.fa
+    meets_ledger = case(
+        (e.c.effect == Effect.OVERWRITES.value, and_(r2.c.att_done == false(), r2.c.att_end > fa)),
+        else_=r2.c.att_end >= fa,
+    )
+    meets_sent = case(
+        (e.c.effect == Effect.OVERWRITES.value, and_(e2.c.done == false(), e2.c.endv > fa)),
+        else_=e2.c.endv >= fa,
+    )
+    in_ledger = (
+        select(func.min(r2.c.first_at))
+        .where(
+            r2.c.integration == e.c.integration,
+            r2.c.kind == _STAT,
+            r2.c.grp == e.c.grp,
+            r2.c.first_at != fa,
+            r2.c.att_end.is_not(None),
+            meets_ledger,
+        )
+        .scalar_subquery()
+    )
+    in_plan = (
+        select(func.min(e2.c.fa))
+        .where(
+            e2.c.integration == e.c.integration,
+            e2.c.grp == e.c.grp,
+            e2.c.fa < fa,
+            e2.c.sent == true(),
+            meets_sent,
+        )
+        .scalar_subquery()
+    )
+    return func.coalesce(in_ledger, in_plan)
+
+
+def _when(value: str | None) -> str:
+    """``2025-03-01T09:00:00.000Z`` as ``2025-03-01T09:00Z`` (seconds and milliseconds when not zero)."""
+    if not value:
+        return "?"
+    if value.endswith(":00.000Z") and len(value) == 24:
+        return value[:16] + "Z"
+    if value.endswith(".000Z") and len(value) == 24:
+        return value[:19] + "Z"
+    return value
+
+
+def _reason(
+    effect: Effect,
+    grp: str,
+    fa: str,
+    force: bool,
+    own_end: str | None,
+    own_done: bool,
+    other: str | None,
+) -> str:
+    """Why a statistic is unsafe, in words an operator can act on."""
+    try:
+        _ctype, course, _utype, learner = orjson.loads(grp)
+    except (ValueError, TypeError):
+        course, learner = "?", "?"
+    this = f"the attempt of {learner} on {course} started {_when(fa)}"
+    if effect is Effect.DUPLICATE:
+        if force:
+            return f"{this} was sent before; with forceNew the change would open a second attempt"
+        if own_done:
+            return f"{this} is completed on the platform; sending the change would open a second attempt"
+        return f"{this} ends before it starts on the platform; sending the change would open a second attempt"
+    if effect is Effect.OVERWRITES:
+        return (
+            f"the open attempt of {learner} on {course} started {_when(other)} ends after {_when(fa)}: "
+            "the platform would overwrite that attempt with this statistic's values"
+        )
+    if own_end is not None and own_end <= fa:
+        return (
+            f"{this} ends when it starts; the documented rules do not say which attempt the platform updates"
+        )
+    return (
+        f"the attempt of {learner} on {course} started {_when(other)} ends at or after {_when(fa)} "
+        "(completed, or exactly then): the documented rules give neither a new attempt nor an update"
+    )
