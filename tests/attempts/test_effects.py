@@ -188,7 +188,7 @@ def test_a_held_row_does_not_block_the_safe_rows_after_it(make_lab: Callable[...
     assert lab.attempts()[DONE.pair] == [DONE.values(), edited_later.values()]
 
 
-def test_held_edit_of_an_older_attempt_keeps_its_old_end_for_the_next_ones(make_lab: Callable[..., Lab]) -> None:
+def test_a_held_edit_keeps_its_old_end_for_the_next_rows(make_lab: Callable[..., Lab]) -> None:
     """A held edit that would move an attempt's end is not counted at its new end."""
     lab = make_lab()
     lab.write([DONE, LATER])
