@@ -2,13 +2,15 @@
 
 Every /api response is reported as an ``Exchange`` to the ``on_response`` callback given to
 ``create_app`` and to every process-wide observer (``add_observer``): the test suite's
-conformance check listens there.
+conformance check listens there. A dropped answer is not reported; under a ``gateway`` fault the
+platform's own answer is reported, not the HTML page that stands in for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +74,17 @@ def _fault_response(rule: FaultRule, path: str) -> web.Response:
     return api.json_response(rule.status or 500, body, undocumented=label, headers=headers)
 
 
+def _gateway_response(status: int) -> web.Response:
+    """What a reverse proxy in front of the platform answers when it loses the upstream answer."""
+    reason = http.HTTPStatus(status).phrase
+    page = (
+        f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{status} {reason}</h1></center>\r\n<hr><center>gateway</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    )
+    return web.Response(status=status, text=page, content_type="text/html")
+
+
 def _route_of(request: web.Request) -> str | None:
     route = request.match_info.route
     resource = route.resource if route is not None else None
@@ -90,12 +103,14 @@ async def _middleware(
     state.tick()
     response: web.StreamResponse | None = None
     drop = False
+    gateway: int | None = None
     for rule in state.faults.take(request.method, request.path, submission=False):
         if rule.delay is not None:
             await asyncio.sleep(rule.delay)
         if rule.expire_tokens:
             state.expire_tokens()
         drop = drop or rule.drop
+        gateway = gateway or rule.gateway
         if rule.status is not None and response is None:
             response = _fault_response(rule, request.path)
     if response is None:
@@ -119,6 +134,12 @@ async def _middleware(
                 },
                 undocumented="no such route or method",
             )
+    if gateway is not None and not drop:
+        # The request was performed and the platform answered (that answer is what observers
+        # check); a proxy in front of it lost that answer and sends its own HTML error page.
+        _report(request, response)
+        state.record(request.method, request.path, gateway)
+        return _gateway_response(gateway)
     state.record(request.method, request.path, None if drop else response.status)
     if drop:
         # The request was performed; the answer is lost: close the connection without a reply.

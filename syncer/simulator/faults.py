@@ -15,6 +15,7 @@ class FaultRuleError(SyncerError):
 
 
 _STATUSES = (429, 500, 503)
+_GATEWAY_STATUSES = (500, 502, 503, 504)
 TOKEN_PATH = "/api/v2/oauth2/token"
 _SHAPES = ("flat", "structured")
 
@@ -25,8 +26,10 @@ class FaultRule:
 
     Exactly one action: ``status`` (500, 503 or 429 with ``shape`` flat or structured),
     ``drop`` (perform the request, then close the connection without an answer),
-    ``delay`` (seconds to wait before handling), ``error_operation`` (the matching submission's
-    operation ends in ``error``) or ``expire_tokens`` (revoke every issued token now).
+    ``gateway`` (perform the request, then answer that 5xx status with an HTML page, as a proxy
+    in front of the platform would), ``delay`` (seconds to wait before handling),
+    ``error_operation`` (the matching submission's operation ends in ``error``) or
+    ``expire_tokens`` (revoke every issued token now).
     The rule applies to the next ``count`` matching requests; without ``path`` or ``path_regex``
     it matches every /api request except the token endpoint.
     """
@@ -39,6 +42,7 @@ class FaultRule:
     shape: str | None = None
     retry_after: float | None = None
     drop: bool = False
+    gateway: int | None = None
     delay: float | None = None
     error_operation: bool = False
     expire_tokens: bool = False
@@ -83,6 +87,7 @@ def build_fault_rule(data: Any) -> FaultRule:
         "shape": (str,),
         "retry_after": (int, float),
         "drop": (bool,),
+        "gateway": (int,),
         "delay": (int, float),
         "error_operation": (bool,),
         "expire_tokens": (bool,),
@@ -96,16 +101,20 @@ def build_fault_rule(data: Any) -> FaultRule:
     actions = [
         rule.status is not None,
         rule.drop,
+        rule.gateway is not None,
         rule.delay is not None,
         rule.error_operation,
         rule.expire_tokens,
     ]
     if sum(actions) != 1:
         raise FaultRuleError(
-            "a fault rule needs exactly one action: status, drop, delay, error_operation, expire_tokens"
+            "a fault rule needs exactly one action: "
+            "status, drop, gateway, delay, error_operation, expire_tokens"
         )
     if rule.status is not None and rule.status not in _STATUSES:
         raise FaultRuleError(f"fault status must be one of {_STATUSES}")
+    if rule.gateway is not None and rule.gateway not in _GATEWAY_STATUSES:
+        raise FaultRuleError(f"fault gateway status must be one of {_GATEWAY_STATUSES}")
     if rule.shape is not None and rule.shape not in _SHAPES:
         raise FaultRuleError(f"fault shape must be one of {_SHAPES}")
     if rule.count < 1:

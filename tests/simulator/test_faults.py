@@ -1,4 +1,5 @@
-"""Fault rules and the control API: injected statuses, drops, delays, failed operations, tokens."""
+"""Fault rules and the control API: injected statuses, drops, gateway pages, delays, failed
+operations, tokens."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import asyncio
 import aiohttp
 import pytest
 
-from tests.simulator.conftest import INTEGRATION, Api, course
+from syncer.simulator import Exchange, add_observer, remove_observer
+from tests.simulator.conftest import INTEGRATION, Api, course, stat
 
 COURSES = f"/api/v2/bulk/integrations/{INTEGRATION}/courses"
 
@@ -89,6 +91,47 @@ async def test_drop_performs_the_submission_but_loses_the_answer(
     assert (await api.call(method, path, json={"input": []})).status == 202  # the rule is used up
 
 
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_gateway_performs_the_submission_then_answers_an_html_5xx(api: Api, status: int) -> None:
+    """The operation exists and runs; the client sees a proxy's HTML page, not the 202."""
+    await api.finish(await api.submit("PUT", "courses", [course("g1")]))
+    path = f"/api/v2/bulk/integrations/{INTEGRATION}/stats"
+    rule = {"method": "POST", "path_regex": "/stats$", "gateway": status}
+    code, body = await control(api, "POST", "faults", rule)
+    assert code == 200 and body == {"faults": [{**rule, "count": 1, "remaining": 1}]}
+    seen: list[Exchange] = []
+    add_observer(seen.append)
+    try:
+        item = stat("g1", "g@acme.example", "2025-01-01T10:00:00.000Z", "2025-01-01T10:05:00.000Z")
+        answer = await api.call("POST", path, json={"input": [item]})
+    finally:
+        remove_observer(seen.append)
+    assert answer.status == status
+    assert answer.headers["Content-Type"].startswith("text/html")
+    assert answer.json is None and b"<html>" in answer.raw and str(status).encode() in answer.raw
+    assert "Location" not in answer.headers
+    # What the platform itself answered (and what the conformance check validates) is the 202.
+    assert [(e.method, e.status) for e in seen] == [("POST", 202)]
+    journal = api.sim.snapshot()["journal"]
+    assert (journal[-1]["method"], journal[-1]["path"], journal[-1]["status"]) == ("POST", path, status)
+    _, stats_op = api.sim.snapshot()["operations"]
+    assert stats_op["type"] == "importExternalStatistics" and stats_op["items"] == 1
+    results = await api.finish(stats_op["_id"])  # it runs to its end like any accepted operation
+    assert [r["status"] for r in results] == ["success"]
+    state = api.sim.snapshot()
+    assert [op["status"] for op in state["operations"]] == ["completed", "completed"]
+    assert [len(entry["attempts"]) for entry in state["attempts"]] == [1]
+    assert state["faults"] == []  # used up
+    assert (await api.call("POST", path, json={"input": []})).status == 202
+
+
+async def test_gateway_on_a_read_answers_the_page_too(api: Api) -> None:
+    api.sim.add_faults([{"method": "GET", "path": "/api/v2/integrations", "gateway": 502}])
+    answer = await api.call("GET", "/api/v2/integrations")
+    assert (answer.status, answer.json) == (502, None)
+    assert (await api.call("GET", "/api/v2/integrations")).status == 200
+
+
 async def test_delay_slows_matching_requests(api: Api) -> None:
     api.sim.add_faults([{"path": "/api/v2/integrations", "delay": 0.3}])
     loop = asyncio.get_running_loop()
@@ -124,6 +167,10 @@ async def test_expire_tokens_now_and_on_match(api: Api) -> None:
     "rule",
     [
         pytest.param({"status": 418}, id="bad-status"),
+        pytest.param({"gateway": 501}, id="bad-gateway-status"),
+        pytest.param({"gateway": "502"}, id="gateway-not-int"),
+        pytest.param({"gateway": True}, id="gateway-bool"),
+        pytest.param({"gateway": 502, "drop": True}, id="gateway-and-drop"),
         pytest.param({"drop": True, "status": 500}, id="two-actions"),
         pytest.param({}, id="no-action"),
         pytest.param({"status": 500, "count": 0}, id="count"),
