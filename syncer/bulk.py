@@ -230,6 +230,7 @@ async def find_submitted_operation(
     poll: PollPolicy = PollPolicy(),
     skew: timedelta = timedelta(minutes=2),
     known: KnownIds | None = None,
+    settle: float = 0.0,
 ) -> str | None:
     """The Location of an operation that already carries this batch, or None.
 
@@ -238,10 +239,44 @@ async def find_submitted_operation(
     before), then compares their results' inputs with the batch as a multiset. ``known`` names,
     among the candidates' ids, those already recorded for other batches (the ledger's): they are
     never adopted, so an identical batch sent again (a retried rejection) is not mistaken for them.
+
+    ``settle`` (seconds from this call) is how long the platform may still be working on a
+    request whose answer went wrong: the list is read again, paced by ``poll``, until a reading
+    that starts after it has passed finds no match; only then is None returned.
     """
-    candidates = [
-        op async for op in client.fetch_operations(op_type=op_type, created_gte=created_after - skew)
-    ]
+    loop = asyncio.get_running_loop()
+    settled_at = loop.time() + settle
+    delay = poll.first
+    compared: set[str] = set()  # finished candidates already compared: their results never change
+    told = False
+    while True:
+        final = loop.time() >= settled_at
+        found = await _look_once(client, op_type, items, created_after - skew, poll, known, compared)
+        if found is not None or final:
+            return found
+        if not told:
+            told = True
+            log.info(
+                "no %s operation carries the lost batch yet; looking again for %g s before sending it again",
+                op_type.value,
+                settle,
+            )
+        await asyncio.sleep(max(0.0, min(delay, settled_at - loop.time())))
+        delay = min(poll.maximum, delay * poll.factor)
+
+
+async def _look_once(
+    client: ApiClient,
+    op_type: OperationType,
+    items: Sequence[Mapping[str, Any]],
+    created_gte: datetime,
+    poll: PollPolicy,
+    known: KnownIds | None,
+    compared: set[str],
+) -> str | None:
+    """One reading of the operations list: the Location of the oldest match, or None."""
+    candidates = [op async for op in client.fetch_operations(op_type=op_type, created_gte=created_gte)]
+    candidates = [op for op in candidates if str(op.get("_id")) not in compared]
     if known is not None:
         taken = known([str(op.get("_id")) for op in candidates])
         candidates = [op for op in candidates if str(op.get("_id")) not in taken]
@@ -255,6 +290,7 @@ async def find_submitted_operation(
         if candidate.get("status") not in _FINISHED:
             await wait_for_operation(client, ident, poll=poll)
         results = await client.fetch_results(ident)
+        compared.add(ident)
         if len(results) != len(items):
             continue
         echoed = Counter(_canonical(r.get("input")) for r in results)

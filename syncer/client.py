@@ -5,9 +5,14 @@ Everything goes through one funnel (``ApiClient._request``) wrapped by one retry
 
 - network errors, timeouts, 429 and 5xx -> ``ApiUnavailable`` (retried with jittered exponential
   backoff, honouring ``Retry-After``, within ``ApiConfig.retry_seconds``);
-- a bulk submission whose answer was lost after it was sent -> ``SubmissionLost`` (never retried
-  blindly: the caller looks for it among recent operations first);
 - other 4xx -> ``ApiError`` carrying the API's ``code`` and message (both error body shapes).
+
+A submission (a bulk POST/PUT/DELETE, or creating an integration) is stricter, because sending it
+twice performs it twice. Only its success status means accepted, and only a documented refusal
+means not performed: 429, 503 with the ``bulkAPIDisabled`` body, or another 4xx with one of the two
+documented error bodies. Every other answer (another 5xx, a proxy's HTML page, an unexpected 2xx, a
+202 without ``Location``) and a timeout or reset after sending raise ``SubmissionLost``: never
+retried blindly, the caller looks for it among recent operations first (docs/reliability.md).
 
 The access token lives in memory only, is renewed ahead of expiry and once after a 401, and
 never appears in any message or repr.
@@ -209,15 +214,14 @@ class ApiClient:
         """Create an integration; returns it with its ``_id``."""
         url = f"{self._base}{INTEGRATIONS_PATH}"
         try:
-            resp = await self._call("POST", url, body=body, submission=True)
+            return _created(await self._call("POST", url, body=body, submission=True))
         except SubmissionLost:
             # The create may have happened: reuse it rather than hit duplicateExternalPlatform.
             platform = str(body.get("externalPlatform", ""))
             for found in await self.fetch_integrations(platform):
                 if found.get("groupId") == body.get("groupId"):
                     return found
-            resp = await self._call("POST", url, body=body, submission=True)
-        return _object(resp, "POST /api/v2/integrations")
+            return _created(await self._call("POST", url, body=body, submission=True))
 
     async def patch_integration(self, integration_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Change some fields of an integration; returns the updated integration."""
@@ -230,13 +234,17 @@ class ApiClient:
         """Submit one bulk batch; returns the operation's absolute ``Location``.
 
         Raises:
-            SubmissionLost: the request was sent but its answer lost; it may have been accepted.
+            SubmissionLost: the request was sent but the answer neither accepts nor documents a
+                refusal (lost, a 5xx or a proxy's page, a 202 without ``Location``); it may
+                have been accepted.
         """
         method, suffix = _BULK_ROUTES[op_type]
         url = f"{self._base}/api/v2/bulk/integrations/{quote(integration_id, safe='')}/{suffix}"
         resp = await self._call(method, url, body={"input": list(items)}, submission=True)
+        if resp.status != 202:
+            raise _lost(f"{method} {_path(url)} -> {resp.status} instead of 202", status=resp.status)
         if not resp.location:
-            raise ApiError(f"{method} {_path(url)} -> {resp.status} without a Location header")
+            raise _lost(f"{method} {_path(url)} -> 202 without a Location header", status=resp.status)
         return resp.location
 
     async def fetch_operation(self, location_or_id: str) -> dict[str, Any]:
@@ -332,6 +340,10 @@ class ApiClient:
             status, data, text, resp_url, headers, links = await self._send(
                 method, url, body=body, params=params, token=token, submission=submission
             )
+            if submission and status >= 400 and not _documented_refusal(status, data):
+                # Not the platform saying no: a proxy's page, or a failure that may have come
+                # after the request was performed. Never resend it (nor renew and resend on 401).
+                raise self._ambiguous(f"{method} {_path(url)}", status, data, text, headers)
             if status == 401 and auth and not renewed:
                 # Expired or revoked early: drop it (unless a concurrent call already did) and retry once.
                 if self._token == token:
@@ -396,10 +408,7 @@ class ApiClient:
         except (TimeoutError, aiohttp.ClientError) as exc:
             kind = "timed out" if isinstance(exc, TimeoutError) else f"failed ({type(exc).__name__})"
             if submission:
-                raise SubmissionLost(
-                    f"{where}: {kind} after sending; it may have been accepted, "
-                    "so look for it among recent operations before sending again"
-                ) from exc
+                raise _lost(f"{where}: {kind} after sending") from exc
             raise ApiUnavailable(f"{where}: {kind}") from exc
         text = raw.decode("utf-8", errors="replace")
         try:
@@ -431,12 +440,63 @@ class ApiClient:
             self._token_renew_at = loop.time() + lifetime - min(_TOKEN_MARGIN_SECONDS, lifetime / 10)
             return token
 
+    def _ambiguous(
+        self, where: str, status: int, data: Any, text: str, headers: Mapping[str, str]
+    ) -> SubmissionLost:
+        """The SubmissionLost for an error answer that is not a documented refusal."""
+        if isinstance(data, Mapping):
+            code, message = _error_of(data, text)
+        else:
+            # A proxy's HTML page says nothing useful and is long: name its type, not its text.
+            kind = headers.get("Content-Type", "").split(";", 1)[0].strip() or "untyped"
+            code, message = None, f"a {kind} body" if text.strip() else "an empty body"
+        said = f" {code}" if code else ""
+        detail = self._scrub(f"{where} -> {status}{said}: {message}")
+        return _lost(f"{detail}, not a documented refusal", status=status, code=code)
+
     def _scrub(self, message: str) -> str:
         """Remove the secret and the token from a message built from an answer."""
         for secret in (self._api.client_secret.reveal(), self._token):
             if secret:
                 message = message.replace(secret, "***")
         return message
+
+
+def _lost(what: str, *, status: int | None = None, code: str | None = None) -> SubmissionLost:
+    """A SubmissionLost saying what happened and what the caller must do next."""
+    return SubmissionLost(
+        f"{what}; it may have been accepted, so look for it among recent operations before sending again",
+        status=status,
+        code=code,
+    )
+
+
+def _documented_refusal(status: int, data: Any) -> bool:
+    """True when an error answer to a submission documents that nothing was performed.
+
+    The documented refusals (360learning-api.md §2, the bulk endpoints' responses): any 429, 503
+    with the structured ``bulkAPIDisabled`` body, and a 4xx whose body has one of the two error
+    shapes, flat ``{"error": code}`` or structured ``{"error": {"code", "message"}}``.
+    """
+    if status == 429:
+        return True
+    error = data.get("error") if isinstance(data, Mapping) else None
+    code = None
+    if isinstance(error, Mapping) and isinstance(error.get("message"), str):
+        code = error.get("code") if isinstance(error.get("code"), str) else None
+    if status == 503:
+        return code == "bulkAPIDisabled"
+    return 400 <= status < 500 and (code is not None or isinstance(error, str))
+
+
+def _created(resp: _Response) -> dict[str, Any]:
+    """A created integration: only a 201 with a JSON object accepts the submission."""
+    where = "POST /api/v2/integrations"
+    if resp.status != 201:
+        raise _lost(f"{where} -> {resp.status} instead of 201", status=resp.status)
+    if not isinstance(resp.data, Mapping):
+        raise _lost(f"{where} -> 201 without the integration in its body", status=resp.status)
+    return dict(resp.data)
 
 
 def _no_hidden_retries(session: aiohttp.ClientSession) -> None:

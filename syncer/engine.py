@@ -182,6 +182,7 @@ class _Executor:
         progress: Progress,
         stop: asyncio.Event,
         ahead: int = 2,
+        settle: float = 0.0,
     ) -> None:
         self._client = client
         self._ledger = ledger
@@ -190,6 +191,7 @@ class _Executor:
         self._slots = max(1, slots)
         self._ahead = max(1, ahead)
         self._poll = poll
+        self._settle = settle  # how long a lost submission may still be in the platform's hands
         self._progress = progress
         self._stop = stop
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="syncer-ledger")
@@ -350,7 +352,8 @@ class _Executor:
         try:
             location = await self._client.submit_bulk(op_type, api_id, payloads)
         except SubmissionLost:
-            # The answer was lost, not necessarily the request: look before sending again. The
+            # The answer was lost or ambiguous (a 5xx, a proxy's page), not necessarily the
+            # request: look before sending again, and give the platform time to show it. The
             # queued ledger writes go first, so every operation already ours is known and skipped.
             await self._in_ledger(lambda: None)
             found = await find_submitted_operation(
@@ -360,6 +363,7 @@ class _Executor:
                 created_after=sent_at,
                 poll=self._poll,
                 known=self._ledger.known_api_ids,
+                settle=self._settle,
             )
             location = found or await self._client.submit_bulk(op_type, api_id, payloads)
         except ApiError:
@@ -581,6 +585,9 @@ async def apply_config(
             poll=options.poll,
             progress=progress,
             stop=stop,
+            # A lost submission is sent again only once the platform had as long again as one
+            # request may take to show it in its operations list.
+            settle=config.api.timeout_seconds,
         )
         try:
             for op in ledger.unfinished_operations():

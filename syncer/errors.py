@@ -10,7 +10,7 @@ SyncerError                 base; ``exit_code`` decides the CLI's exit status, `
 ├── InterruptedRunError     SIGINT/SIGTERM stopped the run; safe to rerun (exit 4)
 └── ApiError                the API refused a request (4xx); not retryable (exit 4)
     ├── ApiUnavailable      timeout, network error, 429 or 5xx; retryable; exit 4 when retries run out
-    │   └── SubmissionLost  a bulk submission was sent but its answer lost; look it up before resending
+    │   └── SubmissionLost  a submission was sent, its answer lost or ambiguous; look it up before resending
     └── BulkJobError        a bulk operation ended in ``error``
 """
 
@@ -132,7 +132,10 @@ class BulkJobError(ApiError):
 
 
 class SubmissionLost(ApiUnavailable):
-    """A bulk submission was sent but its answer was lost: it may have been accepted.
+    """A submission was sent but its answer was lost or ambiguous: it may have been accepted.
+
+    Ambiguous: neither the acceptance (202 with ``Location``) nor a documented refusal, e.g. a
+    500/502/504, a proxy's HTML page (docs/reliability.md, "What an answer to a submission means").
 
     Not blindly retryable: look for the operation among recent ones
     (``bulk.find_submitted_operation``) before sending the batch again.

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from syncer.client import ApiClient, Backoff, RateLimiter, _error_of, _retry_after, _seconds
 from syncer.config import ApiConfig, Limits, Secret
@@ -322,7 +323,6 @@ async def test_bad_credentials(sim: Simulator) -> None:
             {"status": 429, "shape": "structured"}, "bulkOperationsConcurrencyLimitReached", id="429-struct"
         ),
         pytest.param({"status": 503}, "bulkAPIDisabled", id="503"),
-        pytest.param({"status": 500}, "internalServerError", id="500"),
     ],
 )
 async def test_retryable_bursts_then_success(
@@ -406,6 +406,166 @@ async def test_unreachable_api_is_unavailable_not_lost() -> None:
             await client.submit_bulk(OperationType.IMPORT_COURSES, INTEGRATION, [ITEM])
     assert not isinstance(caught.value, SubmissionLost)
     assert "cannot connect" in str(caught.value)
+
+
+# -- which answers to a submission are refusals, and which may hide an accepted batch
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+async def test_gateway_page_after_acceptance_is_lost_not_retried(
+    api_client: ApiClient, integration: str, sim: Simulator, status: int
+) -> None:
+    sim.add_faults([{"method": "PUT", "path": COURSES, "gateway": status}])
+    with pytest.raises(SubmissionLost) as caught:
+        await api_client.submit_bulk(OperationType.IMPORT_COURSES, integration, [ITEM])
+    assert caught.value.status == status and not caught.value.retryable
+    assert f"-> {status}: a text/html body, not a documented refusal" in str(caught.value)
+    assert "<html>" not in str(caught.value)
+    assert statuses(sim, "PUT", COURSES) == [status]  # not resent
+    assert len(sim.snapshot()["operations"]) == 1  # the platform had accepted it
+
+
+async def test_undocumented_500_to_a_submission_is_lost(
+    api_client: ApiClient, integration: str, sim: Simulator
+) -> None:
+    """A JSON 500 is declared nowhere: nothing says the batch was not accepted."""
+    sim.add_faults([{"method": "PUT", "path": COURSES, "status": 500}])
+    with pytest.raises(SubmissionLost) as caught:
+        await api_client.submit_bulk(OperationType.IMPORT_COURSES, integration, [ITEM])
+    assert (caught.value.status, caught.value.code) == (500, "internalServerError")
+    assert statuses(sim, "PUT", COURSES) == [500]
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        pytest.param({"status": 503, "count": 2}, [503, 503, 202], id="503-bulkAPIDisabled"),
+        pytest.param({"status": 429, "shape": "flat"}, [429, 202], id="429-flat"),
+        pytest.param({"status": 429, "shape": "structured"}, [429, 202], id="429-structured"),
+    ],
+)
+async def test_documented_refusals_are_retried(
+    api_client: ApiClient, integration: str, sim: Simulator, fault: dict[str, Any], expected: list[int]
+) -> None:
+    sim.add_faults([{"method": "POST", "path_regex": "/stats$", **fault}])
+    await api_client.submit_bulk(OperationType.IMPORT_STATS, integration, [])
+    assert statuses(sim, "POST", f"/api/v2/bulk/integrations/{integration}/stats") == expected
+    assert len(sim.snapshot()["operations"]) == 1
+
+
+async def test_documented_400_is_refused_not_lost(api_client: ApiClient, integration: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        await api_client.submit_bulk(OperationType.ARCHIVE_COURSES, integration, [{"externalId": "x"}] * 1001)
+    assert (caught.value.status, caught.value.code) == (400, "inputTooLong")
+    assert not isinstance(caught.value, ApiUnavailable)
+
+
+@pytest.mark.parametrize("fault", [{"gateway": 500}, {"status": 500}], ids=["html", "json"])
+async def test_a_read_answered_500_is_still_retried(
+    api_client: ApiClient, sim: Simulator, fault: dict[str, Any]
+) -> None:
+    sim.add_faults([{"method": "GET", "path": INTEGRATIONS, **fault}])
+    assert await api_client.fetch_integrations() == []
+    assert statuses(sim, "GET", INTEGRATIONS) == [500, 200]
+
+
+async def test_integration_created_behind_a_gateway_error_is_found_not_recreated(
+    api_client: ApiClient, sim: Simulator
+) -> None:
+    sim.add_faults([{"method": "POST", "path": INTEGRATIONS, "gateway": 502}])
+    created = await api_client.create_integration(
+        {"externalPlatform": "Behind a proxy", "groupId": GROUP, "authorId": AUTHOR}
+    )
+    assert statuses(sim, "POST", INTEGRATIONS) == [502]
+    assert [i["_id"] for i in sim.snapshot()["integrations"]] == [created["_id"]]
+
+
+class Canned:
+    """A server answering every bulk submission with one fixed answer the simulator cannot give."""
+
+    def __init__(self) -> None:
+        self.answer = web.Response(status=500)
+        self.submissions = 0
+        self.tokens = 0
+        self.app = web.Application()
+        self.app.router.add_post(TOKEN, self._token)
+        self.app.router.add_route("*", "/api/v2/bulk/integrations/{integrationId}/{kind}", self._submit)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        self.tokens += 1
+        return web.json_response({"token_type": "Bearer", "access_token": "t0k3n", "expires_in": 3600})
+
+    async def _submit(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.submissions += 1
+        return self.answer
+
+
+@pytest.fixture
+async def canned(aiohttp_server: Any) -> AsyncIterator[tuple[Canned, ApiClient]]:
+    """The canned server on loopback and an ApiClient pointed at it."""
+    server = Canned()
+    running = await aiohttp_server(server.app)
+    async with ApiClient(make_config(str(running.make_url("/"))), backoff=FAST_BACKOFF) as client:
+        yield server, client
+
+
+def _html(status: int) -> web.Response:
+    return web.Response(status=status, text="<html><body>Oops</body></html>", content_type="text/html")
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        pytest.param(lambda: _html(413), "413: a text/html body", id="413-html"),
+        pytest.param(lambda: _html(401), "401: a text/html body", id="401-html-no-renewal"),
+        pytest.param(lambda: web.Response(status=400, text="bad"), "400: a text/plain body", id="400-text"),
+        pytest.param(lambda: web.Response(status=404), "404: an empty body", id="404-empty"),
+        pytest.param(
+            lambda: web.json_response({"message": "no such thing"}, status=404),
+            '404: {"message": "no such thing"}',
+            id="404-json-without-error-shape",
+        ),
+        pytest.param(
+            lambda: web.json_response({"error": {"code": "maintenance", "message": "later"}}, status=503),
+            "503 maintenance: later",
+            id="503-other-code",
+        ),
+        pytest.param(
+            lambda: web.json_response({"error": "bulkAPIDisabled"}, status=503),
+            "503 bulkAPIDisabled",
+            id="503-flat-shape",
+        ),
+        pytest.param(lambda: _html(502), "502: a text/html body", id="502-html"),
+        pytest.param(lambda: web.json_response({"ok": True}), "200 instead of 202", id="200"),
+        pytest.param(lambda: web.Response(status=202), "202 without a Location header", id="202-no-location"),
+    ],
+)
+async def test_ambiguous_answers_to_a_submission_are_lost(
+    canned: tuple[Canned, ApiClient], answer: Any, says: str
+) -> None:
+    server, client = canned
+    server.answer = answer()
+    with pytest.raises(SubmissionLost) as caught:
+        await client.submit_bulk(OperationType.IMPORT_STATS, INTEGRATION, [])
+    assert says in str(caught.value)
+    assert "may have been accepted" in str(caught.value)
+    assert (server.submissions, server.tokens) == (1, 1)  # never resent, token never renewed
+
+
+async def test_documented_refusal_shapes_are_not_lost(canned: tuple[Canned, ApiClient]) -> None:
+    server, client = canned
+    structured = {"error": {"code": "integrationNotFound", "message": "Integration not found"}}
+    server.answer = web.json_response(structured, status=404)
+    with pytest.raises(ApiError) as caught:
+        await client.submit_bulk(OperationType.IMPORT_STATS, INTEGRATION, [])
+    assert (caught.value.status, caught.value.code) == (404, "integrationNotFound")
+    assert not isinstance(caught.value, ApiUnavailable)
+    server.answer = web.json_response({"error": "invalid_scope"}, status=403)
+    with pytest.raises(ApiError) as caught:
+        await client.submit_bulk(OperationType.IMPORT_STATS, INTEGRATION, [])
+    assert (caught.value.status, caught.value.code, type(caught.value)) == (403, "invalid_scope", ApiError)
+    assert server.submissions == 2
 
 
 # -- limits

@@ -1,12 +1,15 @@
-"""Lost submissions: answers dropped after the platform accepted the batch.
+"""Lost submissions: answers dropped, or replaced by a gateway's 5xx, after the platform
+accepted the batch.
 
-The simulator's ``drop`` fault performs a request and closes the connection without answering.
-syncer must then find the operation among recent ones and adopt it, never send the batch again,
-and never adopt an operation that the ledger already holds for another batch.
+The simulator's ``drop`` fault performs a request and closes the connection without answering;
+its ``gateway`` fault performs it and answers a 5xx HTML page instead of the 202. syncer must then
+find the operation among recent ones and adopt it, never send the batch again, and never adopt
+an operation that the ledger already holds for another batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -15,7 +18,7 @@ import pytest
 from syncer.bulk import PollPolicy, find_submitted_operation, operation_id
 from syncer.client import ApiClient
 from syncer.models import OperationType
-from syncer.simulator import Simulator
+from syncer.simulator import SimState, Simulator
 from tests.reliability.conftest import World, finish_all
 from tests.test_client import FAST_BACKOFF, make_config
 
@@ -40,6 +43,37 @@ def test_dropped_answers_are_adopted_not_resent(make_world: Callable[..., World]
         assert world.items_sent("importExternalCourses") == len(world.courses)
     journal = worlds[0].sim.snapshot()["journal"]
     assert sum(1 for entry in journal if entry["status"] is None) == 6  # every drop happened
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_gateway_errors_after_acceptance_are_adopted_not_resent(
+    make_world: Callable[..., World], status: int
+) -> None:
+    """A 5xx HTML page in place of the 202: the batch was accepted, and is never sent twice."""
+    world = make_world(force_new=True)  # a statistic sent twice would add a second attempt
+    world.seed()
+    base = f"/api/v2/bulk/integrations/{world.integration_id}"
+    world.inject(
+        [
+            {"method": "PUT", "path": f"{base}/courses", "gateway": status},
+            {"method": "POST", "path": f"{base}/stats", "gateway": status, "count": 2},
+        ]
+    )
+    result = world.apply()
+    assert result.code == 0, result.err  # adopted within the run: no rerun needed
+    world.synced()
+    world.check_platform()
+    world.check_ledger()
+    state = world.sim.snapshot()
+    assert [e["status"] for e in state["journal"]].count(status) == 3  # every page was met
+    assert state["faults"] == []
+    # Exactly one attempt per source row, and each batch accepted once.
+    attempts = [len(e["attempts"]) for e in state["attempts"] if e["integrationId"] == world.integration_id]
+    assert sorted(attempts) == [1] * len(world.stats)
+    assert world.items_sent() == world.versions_sent == len(world.stats)
+    assert world.items_sent("importExternalCourses") == len(world.courses)
+    courses = [c for c in state["courses"] if c["integrationId"] == world.integration_id]
+    assert len(courses) == len({c["externalId"] for c in courses}) == len(world.courses)
 
 
 @pytest.mark.parametrize("force_new", [False, True], ids=["update", "force_new"])
@@ -118,3 +152,38 @@ async def test_lookup_never_adopts_a_batch_that_differs_in_force_new(sim: Simula
         ours = await client.submit_bulk(stats, integration, [{**stat, "forceNew": False}])
         found = await find_submitted_operation(client, stats, [stat], created_after=since, poll=fast)
         assert found is not None and operation_id(found) == operation_id(ours)
+
+
+async def test_lookup_keeps_looking_while_the_platform_may_still_be_working(sim: Simulator) -> None:
+    """An operation that shows up late (still being created after a 5xx) is found, not resent."""
+    integration = "c5" * 12
+    sim.state.add_integration(_id=integration, externalPlatform="Late")
+    since = datetime.now(UTC)
+    items = [{"externalId": "late"}]
+    archive = OperationType.ARCHIVE_COURSES
+    fast = PollPolicy(first=0.01, maximum=0.05, timeout=10)
+
+    def readings(state: SimState) -> int:
+        return sum(
+            1 for e in state.journal if e["method"] == "GET" and e["path"] == "/api/v2/bulk/operations"
+        )
+
+    async with ApiClient(make_config(sim.base_url), backoff=FAST_BACKOFF) as client:
+        # Without a settling time one empty reading concludes "never accepted".
+        assert await find_submitted_operation(client, archive, items, created_after=since, poll=fast) is None
+        assert readings(sim.state) == 1
+        # With one, an empty list is read again until the time is up...
+        none = await find_submitted_operation(
+            client, archive, items, created_after=since, poll=fast, settle=0.2
+        )
+        assert none is None and readings(sim.state) >= 3
+        # ...so an operation the platform shows only after the first readings is adopted.
+        before = readings(sim.state)
+        lookup = asyncio.create_task(
+            find_submitted_operation(client, archive, items, created_after=since, poll=fast, settle=30)
+        )
+        await sim.wait_for(lambda state: readings(state) >= before + 2)
+        assert not lookup.done()
+        late = await client.submit_bulk(archive, integration, items)
+        found = await asyncio.wait_for(lookup, timeout=10)
+        assert found is not None and operation_id(found) == operation_id(late)
