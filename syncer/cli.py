@@ -1,8 +1,9 @@
 """The command line: a thin click layer over the library. Exit codes are decided here only.
 
 0 done (or no changes with --detailed-exitcode), 1 config/usage error, 2 plan has changes
-(--detailed-exitcode only), 3 records rejected or invalid rows beyond tolerance, 4 API or
-ledger failure (safe to rerun), 5 locked by another run, 6 a safety guard refused.
+(--detailed-exitcode only), 3 records rejected, invalid rows beyond tolerance or statistics
+held (unsafe effect on the platform's attempts), 4 API or ledger failure (safe to rerun), 5
+locked by another run, 6 a safety guard refused.
 """
 
 from __future__ import annotations
@@ -318,7 +319,8 @@ def apply(
             heartbeat=lock.heartbeat,
         )
     click.echo(render_run(report), nl=False)
-    code = 4 if report.failed_operations else 3 if report.rejected or report.invalid_beyond_tolerance else 0
+    to_decide = report.rejected or report.invalid_beyond_tolerance or report.held  # a person must look
+    code = 4 if report.failed_operations else 3 if to_decide else 0
     # One last log line with the numbers, so that cron mail and log shippers see the outcome.
     from syncer.progress import event
 
@@ -340,7 +342,7 @@ def _poll_option(poll_seconds: float | None) -> dict[str, Any]:
 @CONFIG_ARG
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status(config_path: Path, fmt: str) -> None:
-    """Last runs, operations in flight, and synced, rejected and invalid records per integration."""
+    """Last runs, operations in flight, and synced, rejected, invalid and held records per integration."""
     from syncer.config import load_config
     from syncer.ledger import Ledger
     from syncer.report import render_status
@@ -358,7 +360,7 @@ def status(config_path: Path, fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--integration", "integration", default=None, help="Only this integration.")
 def rejected(config_path: Path, fmt: str, integration: str | None) -> None:
-    """Records the API refused (with its message) and invalid rows (with their origin)."""
+    """Records the API refused (with its message), invalid rows and held statistics (with their origin)."""
     from syncer.config import load_config
     from syncer.ledger import Ledger
     from syncer.planner import select_integrations

@@ -39,7 +39,7 @@ from syncer.errors import (
 from syncer.ledger import Ledger, OperationInfo, RunStatus
 from syncer.models import ItemResult, OperationStatus, OperationType, Record
 from syncer.planner import Plan, build_plan, select_integrations
-from syncer.progress import NullProgress, Progress, event
+from syncer.progress import NullProgress, Progress, event, log
 
 T = TypeVar("T")
 
@@ -87,6 +87,7 @@ class IntegrationOutcome:
     failed_operations: int = 0
     invalid: int = 0
     invalid_beyond_tolerance: bool = False
+    held: int = 0  # statistics not sent: their predicted effect on the platform's attempts is unsafe
     messages: list[str] = field(default_factory=list)
 
 
@@ -116,6 +117,11 @@ class RunReport:
         """True when some integration has more invalid rows than it tolerates."""
         return any(o.invalid_beyond_tolerance for o in self.integrations.values())
 
+    @property
+    def held(self) -> int:
+        """Statistics held (not sent) because their effect on the platform's attempts is unsafe."""
+        return sum(o.held for o in self.integrations.values())
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready numbers, for the ledger's run row and ``--log-format json``."""
         return {
@@ -130,6 +136,7 @@ class RunReport:
                     "failed_operations": o.failed_operations,
                     "invalid": o.invalid,
                     "invalid_beyond_tolerance": o.invalid_beyond_tolerance,
+                    "held": o.held,
                 }
                 for name, o in self.integrations.items()
             },
@@ -606,10 +613,11 @@ async def apply_config(
                     outcome = report.integrations[summary.name]
                     outcome.invalid = summary.invalid
                     outcome.invalid_beyond_tolerance = not plan.invalid_tolerated(summary.name)
+                    outcome.held = summary.stats.held
                     event(
                         f"planned {summary.name}: courses {summary.courses.to_send:,}, "
                         f"statistics {summary.stats.to_send:,}, archives {summary.archives:,} to send; "
-                        f"{summary.invalid:,} invalid rows; "
+                        f"{summary.invalid:,} invalid rows; {summary.stats.held:,} statistics held; "
                         f"{plan.unmapped.get(summary.name, 0):,} rows known unchanged, not mapped",
                         integration=summary.name,
                         unmapped=plan.unmapped.get(summary.name, 0),
@@ -617,7 +625,9 @@ async def apply_config(
                         stats=summary.stats.to_send,
                         archives=summary.archives,
                         invalid=summary.invalid,
+                        held=summary.stats.held,
                     )
+                _log_unsafe(plan)
                 executor.expect_records(plan.changes_total)
                 for summary in plan.summaries:
                     # Resolved even with nothing to send: a given id is checked and a declared
@@ -635,6 +645,41 @@ async def apply_config(
             await executor.cancel()
             raise
     return report
+
+
+def _log_unsafe(plan: Plan) -> None:
+    """Warn about held statistics per integration, and about each one sent despite an unsafe effect.
+
+    Each: as far as the plan keeps them in detail (``DETAIL_LIMIT``); the rest are counted.
+    """
+    for summary in plan.summaries:
+        if summary.stats.held:
+            held = summary.stats.held
+            log.warning(
+                "%s: %s held: not sent, the predicted effect on the platform's attempts is unsafe "
+                "(see `syncer rejected CONFIG`)",
+                summary.name,
+                f"{held:,} statistic" + ("" if held == 1 else "s"),
+                extra={"integration": summary.name, "held": summary.stats.held},
+            )
+    sent = [u for u in plan.unsafe if not u.held]
+    for u in sent:
+        log.warning(
+            "%s: statistic %s (%s) sent despite an unsafe effect (on_unsafe_change: send): %s: %s",
+            u.integration,
+            u.key,
+            u.origin,
+            u.effect.label,
+            u.reason,
+            extra={"integration": u.integration, "key": u.key, "origin": u.origin, "effect": u.effect.value},
+        )
+    more = plan.unsafe_total - plan.held_total - len(sent)
+    if more > 0:
+        log.warning(
+            "and %s more statistics sent despite an unsafe effect (on_unsafe_change: send)",
+            f"{more:,}",
+            extra={"unsafe_sent": plan.unsafe_total - plan.held_total},
+        )
 
 
 def _check_guards(plan: Plan, options: ApplyOptions) -> None:

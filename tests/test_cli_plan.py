@@ -65,7 +65,9 @@ def test_fresh_ledger_plans_everything(demo: Path) -> None:
     assert (code, err) == (2, "")
     first = out.splitlines()[0]
     assert re.fullmatch(
-        rf"acme: courses \+{published_courses(demo)} ~0 -0 \| stats \+\d+ ~0 =0 \| invalid 5", first
+        # held: the demo's own pairs with overlapping attempts (see test_held_... below)
+        rf"acme: courses \+{published_courses(demo)} ~0 -0 \| stats \+\d+ ~0 =0( held \d+)? \| invalid 5",
+        first,
     )
     assert "Invalid rows (showing 5 of 5):" in out
     assert re.search(r"stats\.csv:\d+  acme stat  progress: ", out)
@@ -73,27 +75,79 @@ def test_fresh_ledger_plans_everything(demo: Path) -> None:
     assert code == 0  # without --detailed-exitcode changes are not an exit status
 
 
+def edit_seconds(demo: Path, line: int, more: int = 60) -> int:
+    """Add ``more`` seconds to the time spent of one row of stats.csv; the old value."""
+    stats = demo.parent / "demo" / "stats.csv"
+    lines = stats.read_text("utf-8").splitlines(keepends=True)
+    header = lines[0].rstrip("\n").split(";")
+    row = lines[line - 1].rstrip("\n").split(";")
+    old_seconds = int(row[header.index("seconds")])
+    row[header.index("seconds")] = str(old_seconds + more)
+    lines[line - 1] = ";".join(row) + "\n"
+    stats.write_text("".join(lines), "utf-8")
+    return old_seconds
+
+
+def held_now(demo: Path) -> tuple[int, list[str]]:
+    """The plan's held total and the origins of its held statistics (JSON format)."""
+    data = json.loads(run("plan", str(demo), "--format", "json")[1])
+    return data["held_total"], [u["origin"] for u in data["unsafe"] if u["held"]]
+
+
 def test_synced_ledger_plans_nothing_then_one_edit_shows_one_change(demo: Path) -> None:
     sync_everything(demo)
     code, out, _ = run("plan", str(demo), "--detailed-exitcode")
     assert code == 0
     assert "No changes." in out and "stats +0 ~0 =" in out
+    held_before = held_now(demo)
 
-    stats = demo.parent / "demo" / "stats.csv"
-    lines = stats.read_text("utf-8").splitlines(keepends=True)
-    header = lines[0].rstrip("\n").split(";")
-    row = lines[1].rstrip("\n").split(";")
-    old_seconds = int(row[header.index("seconds")])
-    row[header.index("seconds")] = str(old_seconds + 60)
-    lines[1] = ";".join(row) + "\n"
-    stats.write_text("".join(lines), "utf-8")
-
+    old_seconds = edit_seconds(demo, 4)  # an open attempt (25 %): the change updates it
     code, out, _ = run("plan", str(demo), "--detailed-exitcode")
     assert code == 2
     assert " ~1 =" in out.splitlines()[0]
     changes = [line for line in out.splitlines() if line.startswith("  ~ ")]
-    assert len(changes) == 1 and changes[0].endswith("(stats.csv:2)")
+    assert len(changes) == 1 and changes[0].endswith("(stats.csv:4)")
     assert f"      timeSpent: {old_seconds * 1000} -> {(old_seconds + 60) * 1000}" in out
+    assert held_now(demo) == held_before  # a safe edit: sent, not held
+
+
+def test_an_edit_of_a_completed_attempt_is_held_in_every_format(demo: Path) -> None:
+    sync_everything(demo)
+    held, origins = held_now(demo)  # the demo's own overlapping attempts, never sent
+    edit_seconds(demo, 2)  # learner01 completed ACME-020: resending would open a second attempt
+    code, out, _ = run("plan", str(demo), "--detailed-exitcode")
+    assert code == 0  # nothing to send: a held statistic is not a change
+    lines = out.splitlines()
+    assert re.fullmatch(
+        rf"acme: courses \+0 ~0 -0 \| stats \+0 ~0 =\d+ held {held + 1} \| invalid 5", lines[0]
+    )
+    statistics = "statistic" if held == 0 else "statistics"
+    assert lines[1] == (
+        f"held: {held + 1} {statistics} not sent: the predicted effect on the platform's attempts "
+        "is unsafe; apply exits 3 (listed below)"
+    )
+    assert lines[2] == "No changes."
+    section = lines.index(f"Held statistics (showing {held + 1} of {held + 1}):")
+    assert (
+        '  ! acme stat ["externalId","ACME-020","mail","learner01@acme.example","2025-07-13T05:35:00.000Z"] '
+        "(stats.csv:2): duplicate: the attempt of learner01@acme.example on ACME-020 started "
+        "2025-07-13T05:35Z is completed on the platform; sending the change would open a second attempt"
+    ) in lines[section + 1 :]
+    assert len(lines) == section + 1 + held + 1  # the held statistics come last
+
+    data = json.loads(run("plan", str(demo), "--format", "json")[1])
+    schema = json.loads(schema_path("plan.schema.json").read_text("utf-8"))
+    assert list(Draft202012Validator(schema).iter_errors(data)) == []
+    assert data["held_total"] == data["unsafe_total"] == data["integrations"][0]["stats"]["held"] == held + 1
+    assert data["has_changes"] is False
+    edited = [u for u in data["unsafe"] if u["origin"] == "stats.csv:2"]
+    assert [(u["action"], u["effect"], u["held"]) for u in edited] == [("changed", "duplicate", True)]
+    assert sorted(u["origin"] for u in data["unsafe"]) == sorted([*origins, "stats.csv:2"])
+
+    out = run("plan", str(demo), "--format", "markdown")[1]
+    assert out.index(f"> **Warning: {held + 1} {statistics} held**") < out.index("| integration |")
+    assert f"<details><summary>Held statistics ({held + 1})</summary>" in out
+    assert "(stats.csv:2): _duplicate_: the attempt of learner01@acme.example" in out
 
 
 def test_json_and_markdown_formats(demo: Path) -> None:

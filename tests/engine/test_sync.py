@@ -69,7 +69,7 @@ def test_status_and_rejected_after_a_run(project: Project) -> None:
 
     text = project.cli("status", str(project.config))
     assert text.exit_code == 0
-    assert "acme: courses synced 4 | stats synced 12 | invalid 1" in text.stdout
+    assert "acme: courses synced 4 | stats synced 12 | invalid 1 | held 0" in text.stdout
     assert "Operations in flight: none" in text.stdout
     assert "apply succeeded" in text.stdout
 
@@ -77,6 +77,7 @@ def test_status_and_rejected_after_a_run(project: Project) -> None:
     assert data["integrations"]["acme"] == {
         "records": {"course": {"synced": 4}, "stat": {"synced": 12}},
         "invalid": 1,
+        "held": 0,
     }
     assert data["in_flight"] == [] and data["locks"] == []
     assert data["runs"][0]["status"] == "succeeded"
@@ -86,7 +87,7 @@ def test_status_and_rejected_after_a_run(project: Project) -> None:
     assert "Rejected by the API: 0" in rejected.stdout
     assert "stats.csv:14" in rejected.stdout and "progress: 250" in rejected.stdout
     data = json.loads(project.cli("rejected", str(project.config), "--format", "json").stdout)
-    assert data["rejected"] == []
+    assert data["rejected"] == [] and (data["held"], data["held_total"]) == ([], 0)
     assert [(r["origin"], r["field"]) for r in data["invalid"]] == [("stats.csv:14", "progress")]
 
 
