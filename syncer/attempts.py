@@ -239,28 +239,40 @@ class _Known:
     def ledger(self, *cond: ColumnElement[bool]) -> ColumnElement[bool]:
         """A confirmed attempt of another statistic of the pair, not updated earlier in the plan."""
         e, r2, e3 = self.e, self.r2.c, self.e3.c
-        superseded = exists().where(
-            e3.integration == e.c.integration,
-            e3.grp == e.c.grp,
-            e3.fa == r2.first_at,
-            e3.fa < e.c.fa,
-            e3.sent == true(),
-        )
-        return exists().where(
-            r2.integration == e.c.integration,
-            r2.kind == _STAT,
-            r2.grp == e.c.grp,
-            r2.first_at != e.c.fa,
-            r2.att_end.is_not(None),
-            *cond,
-            ~superseded,
+        superseded = (
+            exists()
+            .where(
+                e3.integration == e.c.integration,
+                e3.grp == e.c.grp,
+                e3.fa == r2.first_at,
+                e3.fa < e.c.fa,
+                e3.sent == true(),
+            )
+            .correlate_except(self.e3)
+        )  # explicit: nested EXISTS would otherwise repeat e in FROM
+        return (
+            exists()
+            .where(
+                r2.integration == e.c.integration,
+                r2.kind == _STAT,
+                r2.grp == e.c.grp,
+                r2.first_at != e.c.fa,
+                r2.att_end.is_not(None),
+                *cond,
+                ~superseded,
+            )
+            .correlate_except(self.r2)
         )
 
     def sent_before(self, *cond: ColumnElement[bool]) -> ColumnElement[bool]:
         """A statistic of the pair that the plan sends before this one."""
         e, e2 = self.e, self.e2.c
-        return exists().where(
-            e2.integration == e.c.integration, e2.grp == e.c.grp, e2.fa < e.c.fa, e2.sent == true(), *cond
+        return (
+            exists()
+            .where(
+                e2.integration == e.c.integration, e2.grp == e.c.grp, e2.fa < e.c.fa, e2.sent == true(), *cond
+            )
+            .correlate_except(self.e2)
         )
 
     def any(self, ledger: list[ColumnElement[bool]], sent: list[ColumnElement[bool]]) -> ColumnElement[bool]:
@@ -312,6 +324,7 @@ def _other(e: Table) -> ColumnElement[str]:
             r2.c.att_end.is_not(None),
             meets_ledger,
         )
+        .correlate_except(r2)
         .scalar_subquery()
     )
     in_plan = (
@@ -323,6 +336,7 @@ def _other(e: Table) -> ColumnElement[str]:
             e2.c.sent == true(),
             meets_sent,
         )
+        .correlate_except(e2)
         .scalar_subquery()
     )
     return func.coalesce(in_ledger, in_plan)
