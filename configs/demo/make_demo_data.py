@@ -66,6 +66,7 @@ def stats(rng: random.Random, course_ids: list[str]) -> list[dict[str, str]]:
     """STATS rows over LEARNERS learners, dates as dd/mm/YYYY HH:MM in Europe/Paris."""
     rows: list[dict[str, str]] = []
     keys: set[tuple[str, str, str]] = set()
+    spans: dict[tuple[str, str], list[tuple[datetime, datetime]]] = {}
     start = datetime(2025, 1, 6, 8, 0)
     while len(rows) < STATS:
         learner = len(rows) % LEARNERS if len(rows) < LEARNERS else rng.randrange(LEARNERS)
@@ -75,10 +76,14 @@ def stats(rng: random.Random, course_ids: list[str]) -> list[dict[str, str]]:
         key = (course, email, f"{started:%d/%m/%Y %H:%M}")
         if key in keys:
             continue
-        keys.add(key)
         progress = rng.choice([0.1, 0.25, 0.5, 0.75, 0.9, 1, 1, 1])
         seconds = rng.randrange(60, 3 * 3600)
         finished = started + timedelta(seconds=seconds + rng.randrange(0, 3 * 24 * 3600))
+        pair = spans.setdefault((course, email), [])
+        if any(s <= finished and started <= f for s, f in pair):
+            continue  # one learner's attempts at a course never overlap
+        pair.append((started, finished))
+        keys.add(key)
         done = progress == 1
         rows.append(
             {

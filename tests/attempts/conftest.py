@@ -41,7 +41,7 @@ api:
   client_id: {client_id}
   client_secret: ${{L360_CLIENT_SECRET}}
   retry_seconds: 30
-ledger: sqlite:///syncer.db
+ledger: "{ledger}"
 sources:
   catalog: {{csv: courses.csv}}
   progress: {{csv: stats.csv}}
@@ -133,6 +133,7 @@ class Lab:
     sim: SimulatorThread
     force_new: str = "false"
     policy: str = "hold"
+    ledger: str = "sqlite:///syncer.db"
     outputs: list[str] = field(default_factory=list)
 
     @property
@@ -153,6 +154,7 @@ class Lab:
                 author=AUTHOR,
                 force_new=self.force_new,
                 policy=self.policy,
+                ledger=self.ledger,
             ),
             encoding="utf-8",
         )

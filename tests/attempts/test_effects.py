@@ -122,8 +122,11 @@ def _sent_outcome(effect: Effect, row: Row, before: Attempts, after: Attempts) -
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_unsafe_effects_are_held_and_safe_ones_sent(make_lab: Callable[..., Lab], name: str) -> None:
-    case = CASES[name]
-    lab = make_lab()
+    check_case(make_lab(), CASES[name])
+
+
+def check_case(lab: Lab, case: Case) -> None:
+    """Sync ``case.first``, edit to ``case.then``: the row's effect is predicted, held or sent."""
     lab.write(case.first, force_new=case.force_new)
     assert lab.apply().exit_code == 0, lab.outputs[-1]
     before = lab.attempts()
