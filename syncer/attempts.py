@@ -89,6 +89,9 @@ def _effects_table(plan_id: str) -> Table:
         Column("action", String(16), nullable=False),  # new, changed, resend, retry
         Column("own_end", Text),  # its own attempt as the platform last confirmed it, if ever
         Column("own_done", Boolean),
+        # What the other attempts it meets are, at worst (_MEETS): in the ledger, and sent before.
+        Column("rcode", Integer),
+        Column("scode", Integer),
         Column("effect", String(32)),
         Column("first_effect", String(32)),
         Column("sent", Boolean, nullable=False),  # sent in this plan (safe, or sent by choice)
@@ -155,7 +158,6 @@ def predict(
     """
     e, s, a = _effects_table(plan_id), staged, actions
     e.metadata.create_all(conn)
-    r = records.c
     doc = cast(s.c.payload, JSON) if conn.dialect.name == "postgresql" else type_coerce(s.c.payload, JSON)
     rows = (
         select(
@@ -167,15 +169,11 @@ def predict(
             func.coalesce(doc["progress"].as_float(), 0) >= 100,
             func.coalesce(doc["forceNew"].as_boolean(), false()),
             a.c.action,
-            r.att_end,
-            r.att_done,
+            a.c.own_end,
+            a.c.own_done,
             true(),
         )
-        .select_from(
-            a.join(s, s.c.id == a.c.id).outerjoin(
-                records, and_(r.integration == s.c.integration, r.kind == _STAT, r.key == s.c.key)
-            )
-        )
+        .select_from(a.join(s, s.c.id == a.c.id))
         .where(a.c.kind == _STAT, a.c.action.in_([x.value for x in _SENT_ACTIONS]))
     )
     columns = [
@@ -195,7 +193,9 @@ def predict(
         return Prediction(e, 0, 0)
     Index(None, e.c.integration, e.c.grp, e.c.fa, e.c.sent, e.c.endv, e.c.done).create(conn)
     conn.exec_driver_sql(f"ANALYZE {e.name}")
+    codes = _codes(e)
     effect = _effect(e)
+    conn.execute(update(e).values(**codes))
     conn.execute(update(e).values(effect=effect))
     conn.execute(update(e).values(first_effect=e.c.effect))
     sending = or_(e.c.effect.in_(_SAFE), e.c.integration.in_(list(send_unsafe)))
@@ -206,6 +206,7 @@ def predict(
         ).rowcount
         if not changed:
             break
+        conn.execute(update(e).where(first_unsafe).values(**codes))
         conn.execute(update(e).where(first_unsafe).values(effect=effect))
     else:
         # Not settled (pairs with more unsafe statistics than rounds): hold every statistic the
@@ -227,85 +228,84 @@ def predict(
 _SENT_ACTIONS = (ChangeAction.NEW, ChangeAction.CHANGED, ChangeAction.RESEND, ChangeAction.RETRY)
 
 
-class _Known:
-    """The attempts a statistic meets: confirmed ones in the ledger, and what the plan sends before it."""
+# How another attempt stands against a statistic's firstActivityAt, at worst: 3 it is open and
+# ends after (the platform updates it: "overwrites"), 2 it is open and ends exactly then
+# (undocumented), 1 it is completed and does not end before (no documented branch), 0 it ends
+# before (the "new attempt" branch still applies).
+_OVERWRITES, _TIE, _BLOCKS = 3, 2, 1
 
-    def __init__(self, e: Table) -> None:
-        self.e = e
-        self.r2 = records.alias("r2")
-        self.e2 = e.alias("e2")
-        self.e3 = e.alias("e3")
 
-    def ledger(self, *cond: ColumnElement[bool]) -> ColumnElement[bool]:
-        """A confirmed attempt of another statistic of the pair, not updated earlier in the plan."""
-        e, r2, e3 = self.e, self.r2.c, self.e3.c
-        superseded = (
-            exists()
-            .where(
-                e3.integration == e.c.integration,
-                e3.grp == e.c.grp,
-                e3.fa == r2.first_at,
-                e3.fa < e.c.fa,
-                e3.sent == true(),
-            )
-            .correlate_except(self.e3)
-        )  # explicit: nested EXISTS would otherwise repeat e in FROM
-        return (
-            exists()
-            .where(
-                r2.integration == e.c.integration,
-                r2.kind == _STAT,
-                r2.grp == e.c.grp,
-                r2.first_at != e.c.fa,
-                r2.att_end.is_not(None),
-                *cond,
-                ~superseded,
-            )
-            .correlate_except(self.r2)
+def _meets(done: ColumnElement[bool], end: ColumnElement[str], fa: ColumnElement[str]) -> ColumnElement[int]:
+    return case(
+        (and_(done == false(), end > fa), literal(_OVERWRITES)),
+        (and_(done == false(), end == fa), literal(_TIE)),
+        (end >= fa, literal(_BLOCKS)),
+        else_=literal(0),
+    )
+
+
+def _codes(e: Table) -> dict[str, ColumnElement[int]]:
+    """Per statistic, the worst other attempt it meets: confirmed in the ledger, and sent before it.
+
+    The ledger's attempts are the other statistics of the pair the platform confirmed, except
+    those the plan updates before this one (their new state is met instead). One correlated
+    aggregate each: a probe of the pair's few rows through an index.
+    """
+    r2, e2, e3 = records.alias("r2"), e.alias("e2"), e.alias("e3")
+    updated_before = (
+        exists()
+        .where(
+            e3.c.integration == e.c.integration,
+            e3.c.grp == e.c.grp,
+            e3.c.fa == r2.c.first_at,
+            e3.c.fa < e.c.fa,
+            e3.c.sent == true(),
         )
-
-    def sent_before(self, *cond: ColumnElement[bool]) -> ColumnElement[bool]:
-        """A statistic of the pair that the plan sends before this one."""
-        e, e2 = self.e, self.e2.c
-        return (
-            exists()
-            .where(
-                e2.integration == e.c.integration, e2.grp == e.c.grp, e2.fa < e.c.fa, e2.sent == true(), *cond
-            )
-            .correlate_except(self.e2)
+        .correlate_except(e3)  # explicit: a nested EXISTS would otherwise repeat e in its FROM
+    )
+    in_ledger = (
+        select(func.max(_meets(r2.c.att_done, r2.c.att_end, e.c.fa)))
+        .where(
+            r2.c.integration == e.c.integration,
+            r2.c.kind == _STAT,
+            r2.c.grp == e.c.grp,
+            r2.c.first_at != e.c.fa,
+            r2.c.att_end.is_not(None),
+            ~updated_before,
         )
-
-    def any(self, ledger: list[ColumnElement[bool]], sent: list[ColumnElement[bool]]) -> ColumnElement[bool]:
-        return or_(self.ledger(*ledger), self.sent_before(*sent))
+        .correlate_except(r2)
+        .scalar_subquery()
+    )
+    sent_before = (
+        select(func.max(_meets(e2.c.done, e2.c.endv, e.c.fa)))
+        .where(
+            e2.c.integration == e.c.integration, e2.c.grp == e.c.grp, e2.c.fa < e.c.fa, e2.c.sent == true()
+        )
+        .correlate_except(e2)
+        .scalar_subquery()
+    )
+    return {"rcode": func.coalesce(in_ledger, 0), "scode": func.coalesce(sent_before, 0)}
 
 
 def _effect(e: Table) -> ColumnElement[str]:
-    """The documented rules (reference §7) against the attempts a statistic meets."""
-    k = _Known(e)
-    r2, e2, fa = k.r2.c, k.e2.c, e.c.fa
-    # Some attempt does not end before it starts: the "new attempt" branch does not apply.
-    blocks_new = k.any([r2.att_end >= fa], [e2.endv >= fa])
-    # Another open attempt ends after it starts: the platform updates that one.
-    overwrites = k.any([r2.att_done == false(), r2.att_end > fa], [e2.done == false(), e2.endv > fa])
-    # Another open attempt ends exactly when it starts: undocumented.
-    tie = k.any([r2.att_done == false(), r2.att_end == fa], [e2.done == false(), e2.endv == fa])
-    own = e.c.own_end.is_not(None)
+    """The documented rules (reference §7), from the worst other attempt a statistic meets."""
+    worst = case((e.c.rcode > e.c.scode, e.c.rcode), else_=e.c.scode)
+    own, fa = e.c.own_end.is_not(None), e.c.fa
     return case(
         (and_(own, or_(e.c.force == true(), e.c.own_done == true())), literal(Effect.DUPLICATE.value)),
         (e.c.force == true(), literal(Effect.NEW_ATTEMPT.value)),
-        (overwrites, literal(Effect.OVERWRITES.value)),
-        (and_(own, e.c.own_end < fa, ~blocks_new), literal(Effect.DUPLICATE.value)),
-        (and_(own, or_(e.c.own_end <= fa, tie)), literal(Effect.UNDEFINED.value)),
+        (worst == _OVERWRITES, literal(Effect.OVERWRITES.value)),
+        (and_(own, e.c.own_end < fa, worst == 0), literal(Effect.DUPLICATE.value)),
+        (and_(own, or_(e.c.own_end <= fa, worst == _TIE)), literal(Effect.UNDEFINED.value)),
         (own, literal(Effect.UPDATE.value)),
-        (~blocks_new, literal(Effect.NEW_ATTEMPT.value)),
+        (worst == 0, literal(Effect.NEW_ATTEMPT.value)),
         else_=literal(Effect.UNDEFINED.value),
     )
 
 
 def _other(e: Table) -> ColumnElement[str]:
     """The firstActivityAt of the attempt an unsafe statistic meets (the earliest such)."""
-    k = _Known(e)
-    r2, e2, fa = k.r2, k.e2, e.c.fa
+    r2, e2, fa = records.alias("r2"), e.alias("e2"), e.c.fa
     meets_ledger = case(
         (e.c.effect == Effect.OVERWRITES.value, and_(r2.c.att_done == false(), r2.c.att_end > fa)),
         else_=r2.c.att_end >= fa,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ColumnElement,
     Index,
@@ -129,6 +130,10 @@ def _staging_tables(plan_id: str) -> tuple[Table, Table]:
         Column("integration", String(255), nullable=False),
         Column("kind", String(16), nullable=False),
         Column("grp", Text, nullable=False),
+        # Statistics: the attempt the platform last confirmed for the record (syncer/attempts.py),
+        # read by the same join with the ledger.
+        Column("own_end", Text),
+        Column("own_done", Boolean),
         prefixes=["TEMPORARY"],
     )
     return _staging_table(f"syncer_staged_{plan_id[:12]}", metadata), actions
@@ -1147,15 +1152,18 @@ def _classify(
         action = case((also, literal(_ALSO_MAPPED)), else_=action)
     action = action.label("action")
     compared = (
-        select(s.c.id, action, s.c.integration, s.c.kind, s.c.grp)
+        select(s.c.id, action, s.c.integration, s.c.kind, s.c.grp, r.att_end, r.att_done)
         .select_from(_joined(s))
         .where(s.c.state == _OK, s.c.kind != RecordKind.ARCHIVE.value)
         .order_by(s.c.integration, s.c.kind, s.c.key)
         .subquery()
     )
     c = compared.c
-    needed = select(c.id, c.action, c.integration, c.kind, c.grp).where(c.action != _UNCHANGED)
-    conn.execute(a.insert().from_select(["id", "action", "integration", "kind", "grp"], needed))
+    needed = select(c.id, c.action, c.integration, c.kind, c.grp, c.att_end, c.att_done).where(
+        c.action != _UNCHANGED
+    )
+    columns = ["id", "action", "integration", "kind", "grp", "own_end", "own_done"]
+    conn.execute(a.insert().from_select(columns, needed))
     if not skipped_row:
         return False
     return conn.execute(select(a.c.id).where(a.c.action == _ALSO_MAPPED).limit(1)).first() is not None
