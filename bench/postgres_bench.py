@@ -128,7 +128,7 @@ def fill_ledger(config_path: Path) -> int:
 
     from syncer.config import load_config
     from syncer.ledger import Ledger
-    from syncer.planner import build_plan
+    from syncer.plan import build_plan
 
     config = load_config(config_path)
     ledger = Ledger.open(config.ledger_url.reveal())

@@ -15,8 +15,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from syncer.apply import ApplyOptions, RunReport, apply_config, run_apply
     from syncer.config import Config, load_config
-    from syncer.engine import ApplyOptions, RunReport, apply_config, run_apply
     from syncer.errors import (
         ApiError,
         ApiUnavailable,
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
         SyncerError,
     )
     from syncer.ledger import Ledger
-    from syncer.lock import acquire_lock
-    from syncer.planner import Plan, build_plan
+    from syncer.ledger.lock import acquire_lock
+    from syncer.plan import Plan, build_plan
     from syncer.report import render_plan
 
 __version__ = "0.1.0"
@@ -70,14 +70,14 @@ __all__ = [
 _HOMES = {
     "Config": "config",
     "load_config": "config",
-    "ApplyOptions": "engine",
-    "RunReport": "engine",
-    "apply_config": "engine",
-    "run_apply": "engine",
+    "ApplyOptions": "apply",
+    "RunReport": "apply",
+    "apply_config": "apply",
+    "run_apply": "apply",
     "Ledger": "ledger",
-    "acquire_lock": "lock",
-    "Plan": "planner",
-    "build_plan": "planner",
+    "acquire_lock": "ledger.lock",
+    "Plan": "plan",
+    "build_plan": "plan",
     "render_plan": "report",
 }
 

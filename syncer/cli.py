@@ -134,9 +134,9 @@ def plan(
     """Show what apply would send: courses, statistics, archives, and the invalid rows."""
     from syncer.config import load_config
     from syncer.ledger import Ledger
-    from syncer.planner import build_plan
+    from syncer.plan import build_plan
+    from syncer.plan.saved import save_plan
     from syncer.report import plan_data, render_plan
-    from syncer.savedplan import save_plan
 
     config = load_config(config_path)
     ledger = Ledger.open(config.ledger_url.reveal())
@@ -277,13 +277,13 @@ def apply(
     """Finish operations left in flight, then plan and send the difference. Never prompts."""
     import contextlib
 
+    from syncer.apply import ApplyOptions, run_apply, simulated
     from syncer.config import load_config
-    from syncer.engine import ApplyOptions, run_apply, simulated
     from syncer.ledger import Ledger
-    from syncer.lock import acquire_lock
-    from syncer.planner import select_integrations
+    from syncer.ledger.lock import acquire_lock
+    from syncer.plan import select_integrations
+    from syncer.plan.saved import check_saved_plan, load_saved_plan
     from syncer.report import render_run
-    from syncer.savedplan import check_saved_plan, load_saved_plan
 
     config = load_config(config_path)
     saved = load_saved_plan(plan_file) if plan_file is not None else None
@@ -333,7 +333,7 @@ def _poll_option(poll_seconds: float | None) -> dict[str, Any]:
     """ApplyOptions keywords for ``--poll-seconds`` (none: the engine's default policy)."""
     if poll_seconds is None:
         return {}
-    from syncer.bulk import PollPolicy
+    from syncer.api.bulk import PollPolicy
 
     return {"poll": PollPolicy(first=poll_seconds, factor=1.5, maximum=poll_seconds * 15)}
 
@@ -363,7 +363,7 @@ def rejected(config_path: Path, fmt: str, integration: str | None) -> None:
     """Records the API refused (with its message), invalid rows and held statistics (with their origin)."""
     from syncer.config import load_config
     from syncer.ledger import Ledger
-    from syncer.planner import select_integrations
+    from syncer.plan import select_integrations
     from syncer.report import render_rejected
 
     config = load_config(config_path)
@@ -382,7 +382,7 @@ def unlock(config_path: Path) -> None:
     """Clear lock holder rows left behind by a run that died (a live run's lock is kept)."""
     from syncer.config import load_config
     from syncer.ledger import Ledger
-    from syncer.lock import clear_stale_holders, read_holders
+    from syncer.ledger.lock import clear_stale_holders, read_holders
 
     config = load_config(config_path)
     ledger = Ledger.open(config.ledger_url.reveal())

@@ -12,7 +12,7 @@ import time
 
 from syncer.errors import LockedError
 from syncer.ledger import Ledger
-from syncer.lock import acquire_lock
+from syncer.ledger.lock import acquire_lock
 from syncer.progress import configure_logging
 
 

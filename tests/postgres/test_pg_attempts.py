@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.attempts.conftest import Lab, _reset_syncer_logger, make_lab, sim_settings
-from tests.attempts.test_effects import CASES, check_case
+from tests.e2e.attempts.conftest import Lab, _reset_syncer_logger, make_lab, sim_settings
+from tests.e2e.attempts.test_effects import CASES, check_case
 
 __all__ = ["_reset_syncer_logger", "make_lab", "sim_settings"]  # fixtures used here
 

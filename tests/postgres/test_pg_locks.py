@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 
 from syncer.errors import LockedError
 from syncer.ledger import Ledger
-from syncer.lock import acquire_lock, clear_stale_holders, read_holders
+from syncer.ledger.lock import acquire_lock, clear_stale_holders, read_holders
 
 pytestmark = pytest.mark.postgres
 

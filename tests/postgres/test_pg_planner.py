@@ -26,7 +26,7 @@ from syncer.models import (
     stat_group,
     stat_key,
 )
-from syncer.planner import Desired, plan_records
+from syncer.plan import Desired, plan_records
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

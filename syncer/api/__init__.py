@@ -1,0 +1,43 @@
+"""Stage 6, the API: the 360Learning client and its bulk operations."""
+
+from __future__ import annotations
+
+from syncer.api.bulk import (
+    PollPolicy as PollPolicy,
+)
+from syncer.api.bulk import (
+    fetch_item_results as fetch_item_results,
+)
+from syncer.api.bulk import (
+    find_submitted_operation as find_submitted_operation,
+)
+from syncer.api.bulk import (
+    match_results as match_results,
+)
+from syncer.api.bulk import (
+    wait_for_operation as wait_for_operation,
+)
+from syncer.api.client import (
+    ApiClient as ApiClient,
+)
+from syncer.api.client import (
+    Backoff as Backoff,
+)
+from syncer.api.client import (
+    RateLimiter as RateLimiter,
+)
+from syncer.api.client import (
+    operation_id as operation_id,
+)
+
+__all__ = [
+    "ApiClient",
+    "Backoff",
+    "PollPolicy",
+    "RateLimiter",
+    "fetch_item_results",
+    "find_submitted_operation",
+    "match_results",
+    "operation_id",
+    "wait_for_operation",
+]
