@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from syncer.plan import Plan, build_plan
     from syncer.report import render_plan
 
-__version__ = "0.1.0"
+from syncer.version import __version__ as __version__
 
 __all__ = [
     "ApiError",

@@ -30,11 +30,11 @@ from typing import Any, TypeVar
 
 import orjson
 
-from syncer import __version__
 from syncer.config import IntegrationConfig, ObjectConfig, SourceConfig, SourceKind, Tolerance
 from syncer.errors import SourceError
 from syncer.models import RecordKind
 from syncer.sources.readers import csv_error, csv_values, decode_error, jsonl_value, stream_encoding
+from syncer.version import __version__
 
 __all__ = ["DIGEST_SCHEME", "Unscannable", "cut", "digest_of", "parse", "parse_header", "runs", "seed"]
 
