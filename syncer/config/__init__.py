@@ -1,64 +1,31 @@
-"""Stage 1, the config: YAML files -> a checked, typed ``Config`` (positions kept for errors)."""
+"""Stage 1, the config: YAML files -> a checked, typed ``Config`` (positions kept for errors).
+
+``loader`` ties the modules together: ``document`` (the YAML with positions and ``${VAR}``),
+``checks`` (schema and semantic problems), ``build`` (data -> the frozen ``model``). ``Secret``
+and ``redact_url`` live in ``syncer.secrets``; they are re-exported here for the other stages.
+"""
 
 from __future__ import annotations
 
-from syncer.config.loader import (
-    REGIONS as REGIONS,
-)
-from syncer.config.loader import (
-    ApiConfig as ApiConfig,
-)
-from syncer.config.loader import (
-    BatchSizes as BatchSizes,
-)
-from syncer.config.loader import (
-    Config as Config,
-)
-from syncer.config.loader import (
-    FieldSpec as FieldSpec,
-)
-from syncer.config.loader import (
-    FieldType as FieldType,
-)
-from syncer.config.loader import (
-    FilterOp as FilterOp,
-)
-from syncer.config.loader import (
-    FilterSpec as FilterSpec,
-)
-from syncer.config.loader import (
-    IntegrationConfig as IntegrationConfig,
-)
-from syncer.config.loader import (
-    Limits as Limits,
-)
-from syncer.config.loader import (
-    ObjectConfig as ObjectConfig,
-)
-from syncer.config.loader import (
-    Secret as Secret,
-)
-from syncer.config.loader import (
-    SourceConfig as SourceConfig,
-)
-from syncer.config.loader import (
-    SourceKind as SourceKind,
-)
-from syncer.config.loader import (
-    Tolerance as Tolerance,
-)
-from syncer.config.loader import (
-    UnsafeChange as UnsafeChange,
-)
-from syncer.config.loader import (
-    config_schema as config_schema,
-)
-from syncer.config.loader import (
-    load_config as load_config,
-)
-from syncer.config.loader import (
-    redact_url as redact_url,
-)
+from syncer.config.checks import config_schema as config_schema
+from syncer.config.loader import load_config as load_config
+from syncer.config.model import REGIONS as REGIONS
+from syncer.config.model import ApiConfig as ApiConfig
+from syncer.config.model import BatchSizes as BatchSizes
+from syncer.config.model import Config as Config
+from syncer.config.model import FieldSpec as FieldSpec
+from syncer.config.model import FieldType as FieldType
+from syncer.config.model import FilterOp as FilterOp
+from syncer.config.model import FilterSpec as FilterSpec
+from syncer.config.model import IntegrationConfig as IntegrationConfig
+from syncer.config.model import Limits as Limits
+from syncer.config.model import ObjectConfig as ObjectConfig
+from syncer.config.model import SourceConfig as SourceConfig
+from syncer.config.model import SourceKind as SourceKind
+from syncer.config.model import Tolerance as Tolerance
+from syncer.config.model import UnsafeChange as UnsafeChange
+from syncer.secrets import Secret as Secret
+from syncer.secrets import redact_url as redact_url
 
 __all__ = [
     "REGIONS",

@@ -1,0 +1,305 @@
+"""Every problem in a config's data: JSON Schema rules, then what the schema cannot say.
+
+The data comes from ``document.parse`` (interpolated, not yet typed). Each problem is recorded on
+the ``Document`` at the place it concerns, one message per wrong place, so that the loader can
+report them all at once; nothing is raised here.
+"""
+
+from __future__ import annotations
+
+import codecs
+import difflib
+import json
+import re
+import string
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from syncer.config.document import Document, NodePath, is_secret
+from syncer.resources import schema_path
+
+# Targets whose API type is fixed: a `type` transform that contradicts it is a config error.
+_NUMBER_TARGETS = frozenset({"duration", "progress", "score", "timeSpent"})
+_DATETIME_TARGETS = frozenset({"firstActivityAt", "lastActivityAt"})
+_LIST_TARGETS = frozenset({"sources", "subjects", "translations"})
+_SAMPLE = datetime(2024, 3, 9, 14, 5, 7)
+_SHARE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)%$")
+
+_KINDS = {
+    "string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
+    "datetime": "a date-time",
+}  # fmt: skip
+
+
+@cache
+def config_schema() -> dict[str, Any]:
+    """The config's JSON Schema (schemas/config.schema.json), as data."""
+    schema: dict[str, Any] = json.loads(schema_path("config.schema.json").read_text("utf-8"))
+    return schema
+
+
+def check(doc: Document, data: Any) -> None:
+    """Record on ``doc`` every schema violation and semantic problem of ``data``."""
+    for error in Draft202012Validator(config_schema()).iter_errors(data):
+        for leaf, fallback in _leaves(error):
+            _schema_problem(doc, leaf, fallback)
+    if isinstance(data, dict):
+        _check_semantics(doc, data)
+
+
+# --------------------------------------------------------------------------------------------
+# Schema errors, made readable and located
+
+
+def _schema_problem(doc: Document, err: ValidationError, fallback: str | None) -> None:
+    """Turn one jsonschema error into a located, readable problem."""
+    path: NodePath = tuple(err.absolute_path)
+    value: Any = err.instance
+    if err.validator == "additionalProperties":
+        allowed = list(_schema_of(err).get("properties", {}))
+        patterns = list(_schema_of(err).get("patternProperties", {}))
+        extras = [k for k in value if k not in allowed and not any(re.search(p, str(k)) for p in patterns)]
+        for extra in extras:
+            doc.add((*path, extra), f"unknown key{_suggest(str(extra), allowed)}", key=True)
+        return
+    if "propertyNames" in err.schema_path:
+        own = _schema_of(err).get("errorMessage") or err.message
+        doc.add((*path, value), f"invalid name {value!r}: {own}", key=True)
+        return
+    if err.validator == "required":
+        required: list[str] = list(err.validator_value)  # type: ignore[arg-type]
+        missing = next((k for k in required if f"{k!r} is" in err.message), None)
+        doc.add(path, f"missing required key {missing!r}", mute=False)
+        return
+    message = _message(err, fallback, secret=is_secret(path))
+    doc.add(path, message, mute=err.validator != "maxProperties")
+
+
+def _schema_of(err: ValidationError) -> Mapping[str, Any]:
+    return err.schema if isinstance(err.schema, Mapping) else {}
+
+
+def _type_ok(expected: Any, value: Any) -> bool:
+    kinds = expected if isinstance(expected, list) else [expected]
+    checks = {
+        "string": isinstance(value, str),
+        "object": isinstance(value, dict),
+        "array": isinstance(value, list),
+        "boolean": isinstance(value, bool),
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+        "number": isinstance(value, int | float) and not isinstance(value, bool),
+        "null": value is None,
+    }
+    return expected is None or any(checks.get(k, False) for k in kinds)
+
+
+def _leaves(
+    err: ValidationError, fallback: str | None = None
+) -> Iterator[tuple[ValidationError, str | None]]:
+    """The errors worth showing: inside a oneOf, those of the one branch the value was meant for.
+
+    Each comes with the message of the enclosing oneOf, used when the leaf has no better one.
+    """
+    if err.validator not in ("oneOf", "anyOf") or not err.context:
+        yield err, fallback
+        return
+    value: Any = err.instance
+    branches: list[Mapping[str, Any]] = list(err.validator_value)  # type: ignore[arg-type]
+    meant = [
+        i
+        for i, branch in enumerate(branches)
+        if _type_ok(branch.get("type"), value)
+        and (not isinstance(value, dict) or all(k in value for k in branch.get("required", ())))
+    ]
+    chosen = [e for e in err.context if len(meant) == 1 and e.relative_schema_path[0] == meant[0]]
+    if not chosen:
+        yield err, fallback
+        return
+    for sub in chosen:
+        yield from _leaves(sub, _schema_of(err).get("errorMessage"))
+
+
+_TYPE_NAMES = {
+    "string": "a string", "object": "a mapping", "array": "a list", "boolean": "true or false",
+    "integer": "an integer", "number": "a number", "null": "null",
+}  # fmt: skip
+
+
+def _message(err: ValidationError, fallback: str | None, *, secret: bool) -> str:
+    """A readable message for one schema error; secret values are never quoted."""
+    rule, value = err.validator, err.instance
+    limit: Any = err.validator_value
+    own = _schema_of(err).get("errorMessage") or (fallback if rule == "pattern" else None)
+    got = "" if secret else f" (got {_short(value)})"
+    if rule in ("oneOf", "anyOf"):
+        return str(own or "does not match any allowed form")
+    if rule == "type":
+        kinds: list[str] = limit if isinstance(limit, list) else [limit]
+        return (str(own) if own else "must be " + " or ".join(_TYPE_NAMES.get(k, k) for k in kinds)) + got
+    if rule == "pattern":
+        return (str(own) if own else f"must match {limit}") + got
+    if rule in ("minProperties", "maxProperties") and own:
+        return str(own)
+    simple = {
+        "enum": lambda: "must be one of: " + ", ".join(str(v) for v in limit) + got,
+        "const": lambda: f"must be {json.dumps(limit)}" + got,
+        "minimum": lambda: f"must be at least {limit}" + got,
+        "maximum": lambda: f"must be at most {limit}" + got,
+        "exclusiveMinimum": lambda: f"must be greater than {limit}" + got,
+        "exclusiveMaximum": lambda: f"must be less than {limit}" + got,
+        "minLength": lambda: "must not be empty" if limit == 1 else f"must have at least {limit} characters",
+        "maxLength": lambda: f"must have at most {limit} character{'s' if limit != 1 else ''}" + got,
+        "minItems": lambda: "must not be empty" if limit == 1 else f"must have at least {limit} items",
+        "minProperties": lambda: "must not be empty" if limit == 1 else f"must have at least {limit} keys",
+        "maxProperties": lambda: f"must have at most {limit} keys",
+    }
+    if rule in simple:
+        return simple[rule]()
+    return "is invalid" if secret else err.message
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _suggest(word: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(word, allowed, n=1)
+    if close:
+        return f" {word!r}; did you mean {close[0]!r}?"
+    return f" {word!r}; expected one of: {', '.join(allowed)}" if allowed else f" {word!r}"
+
+
+# --------------------------------------------------------------------------------------------
+# Semantic checks: what the schema cannot say. Defensive: the data may have failed the schema.
+
+
+def _check_semantics(doc: Document, data: dict[str, Any]) -> None:
+    sources = data.get("sources") if isinstance(data.get("sources"), dict) else {}
+    assert isinstance(sources, dict)
+    if isinstance(data.get("ledger"), str):
+        _check_url(doc, ("ledger",), data["ledger"])
+    for name, src in sources.items():
+        if not isinstance(src, dict):
+            continue
+        if isinstance(src.get("encoding"), str):
+            try:
+                codecs.lookup(src["encoding"])
+            except LookupError:
+                doc.add(("sources", name, "encoding"), f"unknown encoding {src['encoding']!r}")
+        sql = src.get("sql")
+        if isinstance(sql, dict) and isinstance(sql.get("url"), str):
+            _check_url(doc, ("sources", name, "sql", "url"), sql["url"])
+    integrations = data.get("integrations")
+    for name, spec in integrations.items() if isinstance(integrations, dict) else ():
+        if not isinstance(spec, dict):
+            continue
+        path: NodePath = ("integrations", name)
+        declared = [k for k in ("platform", "group", "author") if k in spec]
+        if "id" in spec and declared:
+            doc.add(path, "give either id, or platform, group and author; not both", key=True, mute=False)
+        elif "id" not in spec and len(declared) < 3:
+            missing = ", ".join(k for k in ("platform", "group", "author") if k not in spec)
+            doc.add(
+                path, f"needs an id, or platform, group and author (missing: {missing})", key=True, mute=False
+            )
+        if "id" in spec and "settings" in spec:
+            doc.add(
+                (*path, "settings"),
+                "settings apply only to a declared integration (platform, group, author)",
+                key=True,
+            )
+        if "courses" not in spec and "stats" not in spec:
+            doc.add(path, "needs courses, stats or both", key=True, mute=False)
+        for kind in ("courses", "stats"):
+            if isinstance(spec.get(kind), dict):
+                _check_object(doc, (*path, kind), spec[kind], sources)
+
+
+def _check_url(doc: Document, path: NodePath, url: str) -> None:
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):
+        # The URL may hold a password: say what is wrong, never what it is.
+        doc.add(
+            path, "not a SQLAlchemy database URL (e.g. sqlite:///syncer.db, postgresql+psycopg://host/db)"
+        )
+
+
+def _check_object(doc: Document, path: NodePath, spec: dict[str, Any], sources: Mapping[str, Any]) -> None:
+    source = spec.get("source")
+    if isinstance(source, str) and source not in sources and not doc.reported(("sources",)):
+        doc.add((*path, "source"), f"unknown source{_suggest(source, list(sources))}")
+    share = (
+        _SHARE.match(spec.get("tolerate_invalid") or "")
+        if isinstance(spec.get("tolerate_invalid"), str)
+        else None
+    )
+    if share and float(share.group(1)) > 100:
+        doc.add((*path, "tolerate_invalid"), "a share cannot exceed 100%")
+    fields = spec.get("fields")
+    for target, field_spec in fields.items() if isinstance(fields, dict) else ():
+        if target in ("course", "user") and isinstance(field_spec, dict):
+            for identifier, inner in field_spec.items():
+                _check_field(doc, (*path, "fields", target, identifier), target, inner)
+        else:
+            _check_field(doc, (*path, "fields", target), target, field_spec)
+
+
+def _check_field(doc: Document, path: NodePath, target: str, spec: Any) -> None:
+    if not isinstance(spec, dict) or "value" in spec:
+        return
+    declared = spec.get("type")
+    implied = (
+        "number" if target in _NUMBER_TARGETS
+        else "datetime" if target in _DATETIME_TARGETS
+        else None if target in _LIST_TARGETS
+        else "string"
+    )  # fmt: skip
+    kind = declared or implied
+    if target in _NUMBER_TARGETS and declared not in (None, "integer", "number"):
+        doc.add((*path, "type"), f"{target} is a number; type {declared} cannot produce it")
+    if target in _DATETIME_TARGETS and declared not in (None, "datetime"):
+        doc.add((*path, "type"), f"{target} is a date-time; type {declared} cannot produce it")
+    for key in ("unit", "scale"):
+        if key in spec and kind not in (None, "integer", "number"):
+            doc.add((*path, key), f"{key} applies to numbers only, not to {_KINDS[kind]}", key=True)
+    for key in ("format", "timezone"):
+        if key in spec and kind not in (None, "datetime"):
+            doc.add((*path, key), f"{key} applies to date-times only, not to {_KINDS[kind]}", key=True)
+    if "split" in spec and declared not in (None, "string"):
+        doc.add((*path, "split"), f"split makes a list of strings, not {_KINDS[declared]}", key=True)
+    elif "split" in spec and target not in _LIST_TARGETS:
+        doc.add((*path, "split"), f"split makes a list, but {target} takes a single value", key=True)
+    zone = spec.get("timezone")
+    if isinstance(zone, str):
+        try:
+            ZoneInfo(zone)
+        except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
+            doc.add((*path, "timezone"), f"unknown time zone {zone!r}; use an IANA name such as Europe/Paris")
+    fmt = spec.get("format")
+    if isinstance(fmt, str):
+        if not re.search(r"%[A-Za-z]", fmt):
+            doc.add((*path, "format"), f"{fmt!r} has no strptime directive such as %Y, %m, %d, %H, %M")
+        else:
+            try:
+                datetime.strptime(_SAMPLE.strftime(fmt), fmt)
+            except ValueError as exc:
+                doc.add((*path, "format"), f"unusable datetime format {fmt!r}: {exc}")
+    template = spec.get("template")
+    if isinstance(template, str):
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        except ValueError as exc:
+            doc.add((*path, "template"), f"invalid template: {exc} (write {{{{ and }}}} for literal braces)")
+        else:
+            if any(not name.strip() for name in names):
+                doc.add((*path, "template"), "every {} in a template must name a column: {column}")

@@ -1,0 +1,196 @@
+"""The YAML document of a config: parsed once with node positions, ``${VAR}`` interpolated.
+
+``parse`` turns the text into plain data while keeping the node tree, so that every later problem
+can be located as ``FILE:LINE:COL``; the ``Document`` collects those problems. Duplicate keys and
+unset variables are found here, YAML syntax errors end the parse at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from syncer.errors import ConfigError, Problem
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_VARIABLE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
+
+NodePath = tuple[str | int, ...]
+"""Where a value sits in the document: mapping keys and list indexes from the root."""
+
+
+def parse(file: str, text: str, env: Mapping[str, str]) -> tuple[Document, Any]:
+    """The document and its data, with ``${VAR}`` taken from ``env``; raise ConfigError on bad YAML."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise ConfigError.single(
+                file, 1, 1, "the config is empty: expected `version: 1`, api, sources..."
+            )
+        doc = Document(file, text, root)
+        doc.check_duplicate_keys(root, ())
+        doc.interpolate(root, (), env)
+        data = loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        reason = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise ConfigError.single(file, line, col, f"invalid YAML: {reason}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError.single(file, None, None, f"invalid YAML: {exc}") from exc
+    finally:
+        loader.dispose()
+    return doc, data
+
+
+class Document:
+    """The parsed YAML with its node tree: locates paths and collects problems."""
+
+    def __init__(self, file: str, text: str, root: yaml.Node) -> None:
+        self.file = file
+        self.text = text
+        self.root = root
+        self.problems: list[Problem] = []
+        self._reported: set[NodePath] = set()  # paths already wrong: no second message beneath them
+
+    # -- positions
+    def _walk(self, path: NodePath) -> tuple[yaml.Node, yaml.Node | None]:
+        node, key_node = self.root, None
+        for step in path:
+            found = _child(node, step)
+            if found is None:
+                break
+            key_node, node = found
+        return node, key_node
+
+    def position(self, path: NodePath, *, key: bool = False) -> tuple[int, int]:
+        """1-based line and column of the value (or, with ``key``, the key) at ``path``."""
+        node, key_node = self._walk(path)
+        mark = (key_node if key and key_node is not None else node).start_mark
+        return mark.line + 1, mark.column + 1
+
+    def where(self, path: NodePath, *, key: bool = True) -> str:
+        """``FILE:LINE:COL`` of the declaration at ``path``, for later stages' messages."""
+        line, col = self.position(path, key=key)
+        return f"{self.file}:{line}:{col}"
+
+    def raw_map(self, path: NodePath) -> dict[str, Any] | None:
+        """A ``map`` transform keyed by the text the user wrote (YAML would turn `yes` into True)."""
+        node, _ = self._walk(path)
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        loader = yaml.SafeLoader("")
+        try:
+            return {str(k.value): loader.construct_object(v, deep=True) for k, v in node.value}
+        finally:
+            loader.dispose()
+
+    # -- problems
+    def reported(self, path: NodePath) -> bool:
+        """True when a problem was already reported at or above ``path``."""
+        return any(path[: len(p)] == p for p in self._reported)
+
+    def add(self, path: NodePath, message: str, *, key: bool = False, mute: bool = True) -> None:
+        """Record a problem at ``path`` unless a problem was already reported at or above it."""
+        if self.reported(path):
+            return
+        line, col = self.position(path, key=key)
+        self.problems.append(Problem(self.file, line, col, f"{_label(path)}: {message}"))
+        if mute:
+            self._reported.add(path)
+
+    # -- structure
+    def check_duplicate_keys(self, node: yaml.Node, path: NodePath) -> None:
+        """YAML keeps the last of two equal keys silently; a config must not say a thing twice."""
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for k, v in node.value:
+                name = str(k.value)
+                if name in seen and name != "<<":
+                    line, col = k.start_mark.line + 1, k.start_mark.column + 1
+                    self.problems.append(
+                        Problem(self.file, line, col, f"{_label((*path, name))}: duplicate key")
+                    )
+                seen.add(name)
+                self.check_duplicate_keys(v, (*path, name))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.check_duplicate_keys(item, (*path, i))
+
+    def interpolate(
+        self, node: yaml.Node, path: NodePath, env: Mapping[str, str], seen: set[int] | None = None
+    ) -> None:
+        """Replace ``${VAR}``/``${VAR:-default}`` in string scalars (``$${`` is a literal ``${``)."""
+        seen = set() if seen is None else seen
+        if id(node) in seen:  # an alias: the anchored node was done already
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                self.interpolate(v, (*path, str(k.value)), env, seen)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.interpolate(item, (*path, i), env, seen)
+        elif isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG and "$" in node.value:
+            node.value = self._substitute(node, path, env)
+
+    def _substitute(self, node: yaml.ScalarNode, path: NodePath, env: Mapping[str, str]) -> str:
+        raw_start, raw = node.start_mark.index, self.text[node.start_mark.index : node.end_mark.index]
+        cursor = 0
+
+        def replace(match: re.Match[str]) -> str:
+            nonlocal cursor
+            token, name, default = match.group(0), match.group(1), match.group(2)
+            found = raw.find(token, cursor)
+            cursor = found + len(token) if found >= 0 else cursor
+            if token == "$${":
+                return "${"
+            if name is not None:
+                value = env.get(name)
+                if value is not None and (value != "" or default is None):
+                    return value
+                if default is not None:
+                    return default
+                message = f"environment variable {name} is not set (or write ${{{name}:-default}})"
+            else:
+                message = (
+                    "malformed ${...}: expected ${NAME} or ${NAME:-default} (write $${ for a literal ${)"
+                )
+            index = raw_start + found if found >= 0 else raw_start
+            line = self.text.count("\n", 0, index) + 1
+            col = index - self.text.rfind("\n", 0, index)
+            self.problems.append(Problem(self.file, line, col, f"{_label(path)}: {message}"))
+            self._reported.add(path)
+            return token
+
+        return _VARIABLE.sub(replace, node.value)
+
+
+def _child(node: yaml.Node, step: str | int) -> tuple[yaml.Node | None, yaml.Node] | None:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == str(step):
+                return k, v
+    elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
+        return None, node.value[step]
+    return None
+
+
+def _label(path: NodePath) -> str:
+    out = ""
+    for step in path:
+        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else str(step))
+    return out or "config"
+
+
+def is_secret(path: NodePath) -> bool:
+    """True for the values that hold a secret: never quoted in a message, left out of the digest."""
+    return (
+        path[:2] == ("api", "client_secret")
+        or path[:1] == ("ledger",)
+        or (path[:1] == ("sources",) and path[2:4] == ("sql", "url"))
+    )
