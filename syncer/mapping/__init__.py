@@ -1,27 +1,34 @@
-"""Stage 3, the mapping: source rows -> API objects (or invalid rows), checked against the API's schemas."""
+"""Stage 3, the mapping: source rows -> API objects (or invalid rows), checked against the API's schemas.
+
+Modules, from the bottom: ``checker`` (the API's JSON Schemas compiled into Python code),
+``values`` (cell values -> field values: parsers and transforms), ``fields`` (a config
+object's field rules and filters compiled into one row function), ``mapper`` (the Mapper:
+rows -> Record, InvalidRow, or the planner's StagedRow), ``columns`` (``syncer validate``'s
+check that the sources hold the mapped columns).
+"""
 
 from __future__ import annotations
 
-from syncer.mapping.mapper import (
+from syncer.mapping.checker import (
     ApiValidator as ApiValidator,
 )
-from syncer.mapping.mapper import (
+from syncer.mapping.checker import (
     Check as Check,
+)
+from syncer.mapping.checker import (
+    build_checker as build_checker,
+)
+from syncer.mapping.checker import (
+    load_api_validator as load_api_validator,
+)
+from syncer.mapping.columns import (
+    check_columns as check_columns,
 )
 from syncer.mapping.mapper import (
     Mapper as Mapper,
 )
 from syncer.mapping.mapper import (
-    build_checker as build_checker,
-)
-from syncer.mapping.mapper import (
     build_mapper as build_mapper,
-)
-from syncer.mapping.mapper import (
-    check_columns as check_columns,
-)
-from syncer.mapping.mapper import (
-    load_api_validator as load_api_validator,
 )
 from syncer.mapping.mapper import (
     map_source as map_source,
