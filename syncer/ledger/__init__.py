@@ -1,52 +1,21 @@
-"""Stage 4, the ledger: syncer's memory (SQLite or PostgreSQL), its schema, migrations and locks."""
+"""Stage 4, the ledger: syncer's memory (SQLite or PostgreSQL), its schema, migrations and locks.
+
+``schema`` (the tables), ``migrate`` (engine, open lock, Alembic to head), ``base`` (opening,
+closing, error translation), ``writes`` and ``store`` (the ``Ledger``: its writes, its reads),
+``rows`` (what the reads return), ``lock`` (run locks).
+
+Every write to the ledger's tables goes through this package: the ``Ledger``'s methods
+(``writes.py``), the lock holder rows (``lock.py``), the migrations (``migrate.py``), and the
+plan's writes through ``planning.py``. Other stages may read the Table objects, never write them.
+"""
 
 from __future__ import annotations
 
-from syncer.ledger.store import (
-    SCHEMA_REVISION as SCHEMA_REVISION,
-)
-from syncer.ledger.store import (
-    Base as Base,
-)
-from syncer.ledger.store import (
-    ItemStatus as ItemStatus,
-)
-from syncer.ledger.store import (
-    Ledger as Ledger,
-)
-from syncer.ledger.store import (
-    LockRow as LockRow,
-)
-from syncer.ledger.store import (
-    OperationInfo as OperationInfo,
-)
-from syncer.ledger.store import (
-    OperationItem as OperationItem,
-)
-from syncer.ledger.store import (
-    RecordCount as RecordCount,
-)
-from syncer.ledger.store import (
-    RejectedRecord as RejectedRecord,
-)
-from syncer.ledger.store import (
-    RunInfo as RunInfo,
-)
-from syncer.ledger.store import (
-    RunStatus as RunStatus,
-)
-from syncer.ledger.store import (
-    alembic_config as alembic_config,
-)
-from syncer.ledger.store import (
-    operations as operations,
-)
-from syncer.ledger.store import (
-    records as records,
-)
-from syncer.ledger.store import (
-    request_hash as request_hash,
-)
+from syncer.ledger.migrate import SCHEMA_REVISION, alembic_config
+from syncer.ledger.rows import OperationInfo, OperationItem, RecordCount, RejectedRecord, RunInfo
+from syncer.ledger.schema import Base, ItemStatus, LockRow, RunStatus, operations, records
+from syncer.ledger.store import Ledger
+from syncer.ledger.writes import request_hash
 
 __all__ = [
     "SCHEMA_REVISION",

@@ -19,19 +19,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, delete, select, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.engine import Connection, make_url
 
 from syncer.errors import LockedError
-from syncer.ledger.store import Ledger, LockRow
+from syncer.ledger.schema import locks_table
+from syncer.ledger.store import Ledger
 from syncer.progress import event
 
 _POLL_SECONDS = 0.1
 _HOLDER_SETTLE_SECONDS = 2.0
 LEDGER_LOCK = "ledger"
-_locks = cast(Table, LockRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -153,9 +153,9 @@ class RunLock:
             time.sleep(_POLL_SECONDS)
         now = datetime.now(UTC)
         with self._ledger.translate_errors("recording the lock holder"), self._ledger.engine.begin() as conn:
-            conn.execute(delete(_locks).where(_locks.c.name.in_(self.names)))
+            conn.execute(delete(locks_table).where(locks_table.c.name.in_(self.names)))
             conn.execute(
-                _locks.insert(),
+                locks_table.insert(),
                 [
                     {
                         "name": name,
@@ -182,7 +182,7 @@ class RunLock:
 
     def heartbeat(self) -> None:
         """Show that the holder is alive."""
-        table = _locks
+        table = locks_table
         with self._ledger.translate_errors("lock heartbeat"), self._ledger.engine.begin() as conn:
             conn.execute(
                 update(table)
@@ -194,7 +194,7 @@ class RunLock:
         """Remove the holder rows and release the locks."""
         if self._file is None and self._conn is None:
             return
-        table = _locks
+        table = locks_table
         with contextlib.suppress(Exception), self._ledger.engine.begin() as conn:
             conn.execute(delete(table).where(table.c.name.in_(self.names), table.c.pid == os.getpid()))
         self._close()
@@ -230,7 +230,7 @@ def acquire_lock(
 
 def read_holders(ledger: Ledger) -> list[Holder]:
     """The holder rows in the ledger (live or left behind)."""
-    table = _locks
+    table = locks_table
     with ledger.translate_errors("reading locks"), ledger.engine.connect() as conn:
         rows: list[Any] = list(conn.execute(select(table).order_by(table.c.name)).mappings())
     return [
@@ -253,7 +253,7 @@ def clear_stale_holders(ledger: Ledger) -> list[Holder]:
         try:
             if probe._try_take():
                 continue
-            table = _locks
+            table = locks_table
             with ledger.translate_errors("clearing a lock row"), ledger.engine.begin() as conn:
                 conn.execute(delete(table).where(table.c.name == holder.name))
             cleared.append(holder)

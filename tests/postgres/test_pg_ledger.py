@@ -14,7 +14,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
 from syncer.errors import LedgerError
-from syncer.ledger.store import _MIGRATION_LOCK_KEY, ItemStatus, Ledger, RunStatus, alembic_config
+from syncer.ledger import ItemStatus, Ledger, RunStatus, alembic_config
+from syncer.ledger.migrate import _MIGRATION_LOCK_KEY
 from syncer.models import (
     InvalidRow,
     ItemResult,

@@ -1,0 +1,267 @@
+"""The ledger's schema: its tables as SQLAlchemy models, their enums, and their Table objects.
+
+The Alembic scripts in ``migrations/`` create and change these tables (``migrations/env.py`` compares
+them with ``Base.metadata``); the other modules of this package read and write them through the
+Table objects at the end (``records``, ``operations``, ...).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from syncer.models import OperationStatus, OperationType, RecordKind, RecordStatus
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "Base",
+    "HeldRecordRow",
+    "IntegrationRow",
+    "InvalidRowRow",
+    "ItemStatus",
+    "LedgerState",
+    "LockRow",
+    "OperationItemRow",
+    "OperationRow",
+    "RecordRow",
+    "RunRow",
+    "RunStatus",
+    "held_records_table",
+    "integrations_table",
+    "invalid_rows_table",
+    "ledger_state",
+    "locks_table",
+    "operation_items",
+    "operations",
+    "records",
+    "runs",
+]
+
+
+class RunStatus(StrEnum):
+    """How a run ended."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class ItemStatus(StrEnum):
+    """The API's per-item result."""
+
+    SUCCESS = "success"
+    ERROR = "error"
+
+
+def _enum(cls: type[StrEnum]) -> Enum:
+    # Stored as text (portable; adding a value needs no ALTER TYPE); length leaves room to grow.
+    return Enum(
+        cls,
+        native_enum=False,
+        create_constraint=False,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+# BIGINT on PostgreSQL; INTEGER (the rowid alias, the only autoincrementing type) on SQLite.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the ledger's tables."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class LedgerState(Base):
+    """One row: the ledger generation, bumped by every write to records or operations."""
+
+    __tablename__ = "ledger_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RunRow(Base):
+    """One syncer command run."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    command: Mapped[str] = mapped_column(String(32))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[RunStatus] = mapped_column(_enum(RunStatus))
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class IntegrationRow(Base):
+    """A config integration name and its 360Learning id."""
+
+    __tablename__ = "integrations"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    api_id: Mapped[str | None] = mapped_column(String(24))
+    platform: Mapped[str | None] = mapped_column(String(255))
+
+
+class OperationRow(Base):
+    """One bulk call, written ahead of its submission."""
+
+    __tablename__ = "operations"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
+    integration: Mapped[str] = mapped_column(String(255), index=True)
+    type: Mapped[OperationType] = mapped_column(_enum(OperationType))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    item_count: Mapped[int] = mapped_column(Integer)
+    location: Mapped[str | None] = mapped_column(Text)
+    api_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[OperationStatus] = mapped_column(_enum(OperationStatus), index=True)
+    success_count: Mapped[int] = mapped_column(Integer, default=0)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RecordRow(Base):
+    """The last state sent (or being sent) of one record."""
+
+    __tablename__ = "records"
+    __table_args__ = (
+        UniqueConstraint("integration", "kind", "key"),
+        # The planner's look-up by source digest (rows unchanged since they were sent are not
+        # mapped again); status and live make it covering, so no table row is read. A digest is
+        # keyed by its integration and kind (syncer/sources/digest.py): they need not be in the index,
+        # whose probes are then twice as fast.
+        Index("ix_records_source_digest", "source_digest", "status", "live"),
+        # The attempt prediction reads the other statistics of a (course, learner) pair.
+        Index("ix_records_pair", "integration", "kind", "grp"),
+    )
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    integration: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[RecordKind] = mapped_column(_enum(RecordKind))
+    key: Mapped[str] = mapped_column(Text)
+    hash: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[RecordStatus] = mapped_column(_enum(RecordStatus))
+    live: Mapped[bool] = mapped_column(Boolean, default=False)  # courses: imported, not archived
+    last_operation_id: Mapped[int | None] = mapped_column(ForeignKey("operations.id"), index=True)
+    message: Mapped[str | None] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(Text)
+    # A digest of the source row the content came from (file sources; None otherwise): see
+    # syncer/sources/digest.py. A row whose digest matches a synced record is unchanged without mapping.
+    source_digest: Mapped[int | None] = mapped_column(BigInteger)
+    # Statistics only (syncer/plan/attempts.py): the (course, learner) pair as models.stat_group
+    # writes it, the firstActivityAt, and the attempt the platform last confirmed for this
+    # record (its lastActivityAt, and whether it is completed); None while never confirmed.
+    grp: Mapped[str | None] = mapped_column(Text)
+    first_at: Mapped[str | None] = mapped_column(Text)
+    att_end: Mapped[str | None] = mapped_column(Text)
+    att_done: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OperationItemRow(Base):
+    """One item of a bulk call and its result."""
+
+    __tablename__ = "operation_items"
+
+    operation_id: Mapped[int] = mapped_column(ForeignKey("operations.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[RecordKind] = mapped_column(_enum(RecordKind))
+    record_key: Mapped[str] = mapped_column(Text)
+    record_hash: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result_status: Mapped[ItemStatus | None] = mapped_column(_enum(ItemStatus))
+    resource_id: Mapped[str | None] = mapped_column(String(255))
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class LockRow(Base):
+    """Who holds a lock (the OS or advisory lock is the real guard; this row names the holder)."""
+
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+
+
+class InvalidRowRow(Base):
+    """An invalid source row of the last plan of an integration."""
+
+    __tablename__ = "invalid_rows"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    integration: Mapped[str] = mapped_column(String(255), index=True)
+    kind: Mapped[RecordKind] = mapped_column(_enum(RecordKind))
+    origin: Mapped[str] = mapped_column(Text)
+    field: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    key: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HeldRecordRow(Base):
+    """A statistic the last plan of an integration held: its predicted effect is unsafe."""
+
+    __tablename__ = "held_records"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    integration: Mapped[str] = mapped_column(String(255), index=True)
+    key: Mapped[str] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(16))
+    effect: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+records = cast(Table, RecordRow.__table__)
+held_records_table = cast(Table, HeldRecordRow.__table__)
+operations = cast(Table, OperationRow.__table__)
+operation_items = cast(Table, OperationItemRow.__table__)
+runs = cast(Table, RunRow.__table__)
+integrations_table = cast(Table, IntegrationRow.__table__)
+invalid_rows_table = cast(Table, InvalidRowRow.__table__)
+ledger_state = cast(Table, LedgerState.__table__)
+locks_table = cast(Table, LockRow.__table__)

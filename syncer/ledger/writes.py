@@ -1,0 +1,428 @@
+"""Every write of the Ledger: runs, integrations, operations with their items and results, records.
+
+``LedgerWrites`` adds them to ``LedgerBase``; ``Ledger`` (syncer/ledger/store.py) inherits them.
+Each is one transaction; those that change records or operations bump the ledger generation first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from syncer.errors import LedgerError
+from syncer.ledger.base import LedgerBase
+from syncer.ledger.schema import (
+    ItemStatus,
+    RunStatus,
+    held_records_table,
+    integrations_table,
+    invalid_rows_table,
+    ledger_state,
+    operation_items,
+    operations,
+    records,
+    runs,
+)
+from syncer.models import (
+    InvalidRow,
+    ItemResult,
+    OperationStatus,
+    OperationType,
+    Record,
+    RecordKind,
+    RecordStatus,
+    UnsafeStat,
+    dumps_canonical,
+)
+
+__all__ = ["LedgerWrites", "request_hash"]
+
+_NOT_SUBMITTED = "never submitted: the run stopped before the request was sent"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def request_hash(op_type: OperationType, items: Sequence[Record]) -> str:
+    """The hash of a bulk request body: the type and the payloads in order."""
+    digest = hashlib.blake2b(op_type.value.encode(), digest_size=16)
+    for item in items:
+        digest.update(dumps_canonical(item.payload))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+class LedgerWrites(LedgerBase):
+    """The writes of the ledger, each in one transaction."""
+
+    @contextlib.contextmanager
+    def _write(self, doing: str) -> Iterator[Connection]:
+        # Bump the generation first: on SQLite this takes the write lock at once, so a
+        # deferred transaction never fails to upgrade its read lock halfway.
+        with self.translate_errors(doing), self._engine.begin() as conn:
+            conn.execute(update(ledger_state).values(generation=ledger_state.c.generation + 1))
+            yield conn
+
+    # -- runs and integrations -------------------------------------------------------------
+
+    def start_run(self, command: str, *, host: str | None = None, pid: int | None = None) -> int:
+        """Record the start of a run; return its id."""
+        with self.translate_errors("starting a run"), self._engine.begin() as conn:
+            result = conn.execute(
+                insert(runs).values(
+                    command=command,
+                    host=host or socket.gethostname(),
+                    pid=os.getpid() if pid is None else pid,
+                    started_at=_now(),
+                    status=RunStatus.RUNNING,
+                )
+            )
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def finish_run(self, run_id: int, status: RunStatus, summary: Mapping[str, Any] | None = None) -> None:
+        """Record the end of a run with its summary."""
+        with self.translate_errors("finishing a run"), self._engine.begin() as conn:
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(ended_at=_now(), status=status, summary=dict(summary or {}))
+            )
+
+    def set_integration_id(self, name: str, api_id: str, platform: str | None = None) -> None:
+        """Record the 360Learning id of a config integration."""
+        with self.translate_errors("recording an integration"), self._engine.begin() as conn:
+            stmt = _upsert(self.dialect, integrations_table).values(
+                name=name, api_id=api_id, platform=platform
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["name"], set_={"api_id": api_id, "platform": platform}
+                )
+            )
+
+    # -- operations ------------------------------------------------------------------------
+
+    def prepare_operation(
+        self, run_id: int | None, integration: str, op_type: OperationType, items: Sequence[Record]
+    ) -> int:
+        """Write a batch ahead of its submission: the operation, its items, records pending."""
+        now = _now()
+        with self._write("preparing an operation") as conn:
+            op_id = int(
+                conn.execute(
+                    insert(operations).values(
+                        run_id=run_id,
+                        integration=integration,
+                        type=op_type,
+                        request_hash=request_hash(op_type, items),
+                        item_count=len(items),
+                        status=OperationStatus.PREPARED,
+                        success_count=0,
+                        error_count=0,
+                        created_at=now,
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+            )
+            if not items:
+                return op_id
+            conn.execute(
+                insert(operation_items),
+                [
+                    {
+                        "operation_id": op_id,
+                        "position": pos,
+                        "kind": item.kind,
+                        "record_key": item.key,
+                        "record_hash": item.hash,
+                        "payload": dict(item.payload),
+                    }
+                    for pos, item in enumerate(items)
+                ],
+            )
+            if op_type is OperationType.ARCHIVE_COURSES:
+                # The course record stays as it is (live, synced) until the archive succeeds;
+                # it only learns which operation carries it.
+                conn.execute(
+                    update(records)
+                    .where(
+                        records.c.integration == integration,
+                        records.c.kind == RecordKind.COURSE,
+                        records.c.key == bindparam("k"),
+                    )
+                    .values(last_operation_id=op_id, updated_at=now),
+                    [{"k": item.key} for item in items],
+                )
+                return op_id
+            stmt = _upsert(self.dialect, records)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["integration", "kind", "key"],
+                    set_={
+                        "hash": stmt.excluded.hash,
+                        "payload": stmt.excluded.payload,
+                        "status": stmt.excluded.status,
+                        "last_operation_id": stmt.excluded.last_operation_id,
+                        "message": None,
+                        "origin": stmt.excluded.origin,
+                        "source_digest": stmt.excluded.source_digest,
+                        "grp": stmt.excluded.grp,
+                        "first_at": stmt.excluded.first_at,
+                        "updated_at": stmt.excluded.updated_at,
+                    },
+                ),
+                [
+                    {
+                        "integration": integration,
+                        "kind": item.kind,
+                        "key": item.key,
+                        "hash": item.hash,
+                        "payload": dict(item.payload),
+                        "status": RecordStatus.PENDING,
+                        "live": False,
+                        "last_operation_id": op_id,
+                        "message": None,
+                        "origin": item.origin,
+                        "source_digest": item.digest,
+                        # grp and first_at: statistics only (the attempt prediction's pair)
+                        "grp": item.group or None,
+                        "first_at": item.order or None,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for item in items
+                ],
+            )
+            return op_id
+
+    def mark_submitted(self, op_id: int, location: str, api_id: str) -> None:
+        """Record the ``Location`` and API id right after the 202."""
+        with self._write("recording a submission") as conn:
+            conn.execute(
+                update(operations)
+                .where(operations.c.id == op_id, operations.c.status == OperationStatus.PREPARED)
+                .values(
+                    location=location,
+                    api_id=api_id,
+                    status=OperationStatus.PENDING,
+                    submitted_at=_now(),
+                )
+            )
+
+    def update_operation_status(
+        self, op_id: int, status: OperationStatus, *, error_message: str | None = None
+    ) -> None:
+        """Record a non-terminal status seen while polling (terminal ones go through record_results)."""
+        if status.finished:
+            raise ValueError("use record_results for a finished operation")
+        with self._write("updating an operation") as conn:
+            conn.execute(
+                update(operations)
+                .where(
+                    operations.c.id == op_id,
+                    operations.c.status.not_in([OperationStatus.COMPLETED, OperationStatus.ERROR]),
+                )
+                .values(status=status, error_message=error_message)
+            )
+
+    def record_results(
+        self,
+        op_id: int,
+        final_status: OperationStatus,
+        results: Sequence[ItemResult],
+        error_message: str | None = None,
+    ) -> None:
+        """Record how an operation ended, in one transaction; recording it twice changes nothing."""
+        if not final_status.finished:
+            raise ValueError(f"{final_status} is not a final status")
+        now = _now()
+        with self._write("recording results") as conn:
+            op = conn.execute(select(operations).where(operations.c.id == op_id)).mappings().one_or_none()
+            if op is None:
+                raise LedgerError(f"ledger {self._where}: operation {op_id} does not exist")
+            if OperationStatus(op["status"]).finished:
+                conn.rollback()  # already recorded: keep the generation as it was
+                return
+            op_type = OperationType(op["type"])
+            integration = op["integration"]
+            if final_status is OperationStatus.ERROR:
+                message = error_message or "the operation ended in error"
+                conn.execute(
+                    update(records)
+                    .where(records.c.last_operation_id == op_id, records.c.status == RecordStatus.PENDING)
+                    .values(message=message, updated_at=now)
+                )
+                conn.execute(
+                    update(operations)
+                    .where(operations.c.id == op_id)
+                    .values(status=final_status, error_message=message, ended_at=now)
+                )
+                return
+            items = {
+                row.position: row
+                for row in conn.execute(
+                    select(operation_items.c.position, operation_items.c.record_key).where(
+                        operation_items.c.operation_id == op_id
+                    )
+                )
+            }
+            item_updates: list[dict[str, Any]] = []
+            ok_keys: list[dict[str, Any]] = []
+            bad_keys: list[dict[str, Any]] = []
+            for result in results:
+                item = items.get(result.position)
+                if item is None:
+                    continue  # a result for an item we never sent: nothing to attach it to
+                item_updates.append(
+                    {
+                        "p": result.position,
+                        "rs": ItemStatus.SUCCESS if result.success else ItemStatus.ERROR,
+                        "rid": result.resource_id,
+                        "msg": result.message,
+                    }
+                )
+                if result.success:
+                    ok_keys.append({"k": item.record_key})
+                else:
+                    bad_keys.append({"k": item.record_key, "msg": result.message or "rejected"})
+            if item_updates:
+                conn.execute(
+                    update(operation_items)
+                    .where(
+                        operation_items.c.operation_id == op_id,
+                        operation_items.c.position == bindparam("p"),
+                    )
+                    .values(
+                        result_status=bindparam("rs"),
+                        resource_id=bindparam("rid"),
+                        message=bindparam("msg"),
+                    ),
+                    item_updates,
+                )
+            kind = RecordKind.STAT if op_type is OperationType.IMPORT_STATS else RecordKind.COURSE
+            # Only records still carried by this operation change: a later batch may have
+            # taken a record over with newer content.
+            target = (
+                records.c.integration == integration,
+                records.c.kind == kind,
+                records.c.key == bindparam("k"),
+                records.c.last_operation_id == op_id,
+            )
+            if ok_keys:
+                values: dict[str, Any] = {
+                    "status": RecordStatus.SYNCED,
+                    "message": None,
+                    "updated_at": now,
+                }
+                if op_type is OperationType.IMPORT_COURSES:
+                    values["live"] = True
+                elif op_type is OperationType.ARCHIVE_COURSES:
+                    values["live"] = False
+                else:  # the platform now holds this statistic's attempt as it was sent
+                    values["att_end"] = records.c.payload["lastActivityAt"].as_string()
+                    values["att_done"] = records.c.payload["progress"].as_float() >= 100
+                conn.execute(update(records).where(*target).values(**values), ok_keys)
+            if bad_keys:
+                conn.execute(
+                    update(records)
+                    .where(*target)
+                    .values(status=RecordStatus.REJECTED, message=bindparam("msg"), updated_at=now),
+                    bad_keys,
+                )
+            conn.execute(
+                update(operations)
+                .where(operations.c.id == op_id)
+                .values(
+                    status=final_status,
+                    success_count=len(ok_keys),
+                    error_count=len(bad_keys),
+                    error_message=error_message,
+                    ended_at=now,
+                )
+            )
+
+    def abandon_operation(self, op_id: int) -> None:
+        """Close a prepared operation found never submitted; its records stay pending (resent)."""
+        with self._write("abandoning an operation") as conn:
+            done = conn.execute(
+                update(operations)
+                .where(operations.c.id == op_id, operations.c.status == OperationStatus.PREPARED)
+                .values(status=OperationStatus.ERROR, error_message=_NOT_SUBMITTED, ended_at=_now())
+            )
+            if done.rowcount:
+                conn.execute(
+                    update(records)
+                    .where(records.c.last_operation_id == op_id, records.c.status == RecordStatus.PENDING)
+                    .values(message=_NOT_SUBMITTED)
+                )
+
+    # -- what the last plan found: invalid rows, held statistics ----------------------------
+
+    def replace_invalid_rows(self, integrations: Iterable[str], rows: Iterable[InvalidRow]) -> None:
+        """Replace the stored invalid rows of these integrations by those of the latest plan."""
+        names = list(integrations)
+        now = _now()
+        with self.translate_errors("storing invalid rows"), self._engine.begin() as conn:
+            conn.execute(invalid_rows_table.delete().where(invalid_rows_table.c.integration.in_(names)))
+            chunk: list[dict[str, Any]] = []
+            for row in rows:
+                chunk.append(
+                    {
+                        "integration": row.integration,
+                        "kind": row.kind,
+                        "origin": row.origin,
+                        "field": row.field,
+                        "reason": row.reason,
+                        "key": row.key,
+                        "created_at": now,
+                    }
+                )
+                if len(chunk) >= 5000:
+                    conn.execute(insert(invalid_rows_table), chunk)
+                    chunk = []
+            if chunk:
+                conn.execute(insert(invalid_rows_table), chunk)
+
+    def replace_held_records(self, integrations: Iterable[str], held: Iterable[UnsafeStat]) -> None:
+        """Replace the held statistics of these integrations by those of the latest plan."""
+        names = list(integrations)
+        now = _now()
+        h = held_records_table
+        with self.translate_errors("storing held statistics"), self._engine.begin() as conn:
+            conn.execute(h.delete().where(h.c.integration.in_(names)))
+            chunk: list[dict[str, Any]] = []
+            for stat in held:
+                chunk.append(
+                    {
+                        "integration": stat.integration,
+                        "key": stat.key,
+                        "origin": stat.origin,
+                        "action": stat.action.value,
+                        "effect": stat.effect.value,
+                        "reason": stat.reason,
+                        "created_at": now,
+                    }
+                )
+                if len(chunk) >= 5000:
+                    conn.execute(insert(h), chunk)
+                    chunk = []
+            if chunk:
+                conn.execute(insert(h), chunk)
+
+
+def _upsert(dialect: str, table: Any) -> Any:
+    # INSERT ... ON CONFLICT: the same construct on both dialects, each from its own module.
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise LedgerError(f"unsupported ledger database: {dialect} (use SQLite or PostgreSQL)")
