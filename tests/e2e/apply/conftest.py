@@ -9,95 +9,44 @@ look for it in every output and in the ledger's bytes.
 
 from __future__ import annotations
 
-import csv
-import logging
 import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from syncer.cli import cli
-from syncer.simulator import SimClient, SimulatorSettings, SimulatorThread
+from syncer.simulator import SimulatorSettings, SimulatorThread
+from tests.project import (
+    ACME,
+    AUTHOR,
+    GROUP,
+    STAT_HEADER,
+    TAGGED_COURSE_FIELDS,
+    TAGGED_COURSE_HEADER,
+    client_settings,
+    config_text,
+    course_rows,
+    courses_block,
+    reset_syncer_logger,
+    run_cli,
+    simulators,
+    stat_rows,
+    stats_block,
+    write_csv,
+)
+
+__all__ = ["AUTHOR", "GROUP", "course_rows", "stat_rows"]  # used by the tests from here
 
 CLIENT_ID = "engine-client"
 SECRET = "s3cret-engine-7f3a9c1e"
-GROUP = "64b7f0c2a1e4d5f6a7b8c9d0"
-AUTHOR = "64b7f0c2a1e4d5f6a7b8c9d1"
 POLL = ("--poll-seconds", "0.01")
 BULK_PREFIX = "/api/v2/bulk/integrations/"
 
-COURSE_HEADER = ["course_id", "title", "tags"]
-STAT_HEADER = ["course_id", "email", "pct", "seconds", "started", "finished"]
-
-CONFIG = """\
-version: 1
-api:
-  base_url: {base_url}
-  client_id: {client_id}
-  client_secret: ${{L360_CLIENT_SECRET}}
-  retry_seconds: 30
-  batch_size: {{courses: {course_batch}, stats: {stat_batch}}}
-ledger: sqlite:///syncer.db
-sources:
-  catalog: {{csv: courses.csv}}
-  progress: {{csv: stats.csv}}
-integrations:
-  acme:
-{integration}
-    courses:
-      source: catalog
-      archive_missing: true
-      fields:
-        externalId: course_id
-        name: title
-        launchUrl: {{template: "https://acme.example/launch/{{course_id}}"}}
-        defaultLang: {{value: en}}
-        sources: {{value: [{{name: Acme}}]}}
-        subjects: {{column: tags, split: "|"}}
-    stats:
-      source: progress
-      tolerate_invalid: {tolerate}
-      fields:
-        course: {{externalId: course_id}}
-        user: {{mail: email}}
-        progress: {{column: pct, type: number}}
-        timeSpent: {{column: seconds, unit: s}}
-        firstActivityAt: started
-        lastActivityAt: finished
-"""
-
-DECLARED = f"""\
-    platform: Acme Academy
-    group: {GROUP}
-    author: {AUTHOR}
-    settings: {{defaultProgress: 0, defaultCompletion: false}}"""
-
-
-def course_rows(count: int) -> list[list[str]]:
-    """``count`` courses C001, C002, ..."""
-    return [[f"C{n:03d}", f"Course {n}", "safety|compliance"] for n in range(1, count + 1)]
-
-
-def stat_rows(courses: int, learners: int) -> list[list[str]]:
-    """One statistic per (course, learner): ``courses * learners`` rows."""
-    rows = []
-    for c in range(1, courses + 1):
-        for u in range(1, learners + 1):
-            rows.append(
-                [
-                    f"C{c:03d}",
-                    f"learner{u:02d}@acme.example",
-                    "50",
-                    str(60 + u),
-                    f"2025-03-{u:02d}T08:00:00Z",
-                    f"2025-03-{u:02d}T09:00:00Z",
-                ]
-            )
-    return rows
+DECLARED = {**ACME, "settings": {"defaultProgress": 0, "defaultCompletion": False}}
+"""The integration's identity and settings: declared, so that apply finds or creates it."""
 
 
 @dataclass
@@ -108,10 +57,10 @@ class Project:
     base_url: str
     sim: SimulatorThread | None = None  # None: a simulator in another process
     client_id: str = CLIENT_ID
-    integration: str = DECLARED
+    integration: dict[str, Any] = field(default_factory=lambda: dict(DECLARED))
     course_batch: int = 10_000
     stat_batch: int = 10_000
-    tolerate: str = "0"
+    tolerate: int | str = 0
     outputs: list[str] = field(default_factory=list)
 
     @property
@@ -128,33 +77,32 @@ class Project:
         """(Re)write the config, after applying ``changes`` to the project's settings."""
         for key, value in changes.items():
             setattr(self, key, value)
-        self.config.write_text(
-            CONFIG.format(
-                base_url=self.base_url,
-                client_id=self.client_id,
-                integration=self.integration,
-                course_batch=self.course_batch,
-                stat_batch=self.stat_batch,
-                tolerate=self.tolerate,
-            )
-        )
+        api = {
+            "base_url": self.base_url,
+            "client_id": self.client_id,
+            "client_secret": "${L360_CLIENT_SECRET}",
+            "retry_seconds": 30,
+            "batch_size": {"courses": self.course_batch, "stats": self.stat_batch},
+        }
+        acme = {
+            **self.integration,
+            "courses": courses_block(archive_missing=True, fields=TAGGED_COURSE_FIELDS),
+            "stats": stats_block(tolerate_invalid=self.tolerate),
+        }
+        self.config.write_text(config_text(api, "sqlite:///syncer.db", {"acme": acme}))
         return self.config
 
     def write_courses(self, rows: list[list[str]]) -> None:
         """Replace courses.csv."""
-        _write_csv(self.root / "courses.csv", COURSE_HEADER, rows)
+        write_csv(self.root / "courses.csv", TAGGED_COURSE_HEADER, rows)
 
     def write_stats(self, rows: list[list[str]]) -> None:
         """Replace stats.csv."""
-        _write_csv(self.root / "stats.csv", STAT_HEADER, rows)
+        write_csv(self.root / "stats.csv", STAT_HEADER, rows)
 
     def cli(self, *args: str) -> Result:
         """Run ``syncer ARGS`` in-process; remember its outputs for the secret check."""
-        result = CliRunner().invoke(cli, list(args), prog_name="syncer")
-        self.outputs += [result.stdout, result.stderr]
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return result
+        return run_cli(self.outputs, *args)
 
     def apply(self, *args: str) -> Result:
         """``syncer apply CONFIG ARGS`` with fast polling."""
@@ -164,13 +112,6 @@ class Project:
         """Rows of a query on the ledger (read-only)."""
         with sqlite3.connect(f"file:{self.ledger}?mode=ro", uri=True) as conn:
             return conn.execute(sql).fetchall()
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 def submissions(sim: SimulatorThread) -> list[dict[str, Any]]:
@@ -200,26 +141,14 @@ def live_courses(sim: SimulatorThread) -> set[str]:
 @pytest.fixture
 def sim_settings() -> SimulatorSettings:
     """The platform's real limits, fast operations, and our own credential."""
-    return SimulatorSettings(
-        op_seconds=0.02,
-        clients=(SimClient(client_id=CLIENT_ID, client_secret=SECRET),),
-    )
+    return client_settings(CLIENT_ID, SECRET)
 
 
 @pytest.fixture
 def make_sim(sim_settings: SimulatorSettings) -> Iterator[Callable[..., SimulatorThread]]:
     """Start simulators with some settings changed; all are stopped at the end of the test."""
-    started: list[SimulatorThread] = []
-
-    def make(**overrides: Any) -> SimulatorThread:
-        sim = SimulatorThread(replace(sim_settings, **overrides))
-        sim.start()
-        started.append(sim)
-        return sim
-
-    yield make
-    for sim in started:
-        sim.stop()
+    with simulators(sim_settings) as start:
+        yield start
 
 
 @pytest.fixture
@@ -252,7 +181,4 @@ def project(make_sim: Callable[..., SimulatorThread], make_project: Callable[...
 def _reset_syncer_logger() -> Iterator[None]:
     """The CLI points the ``syncer`` logger at the runner's stderr: detach it after each test."""
     yield
-    logger = logging.getLogger("syncer")
-    logger.handlers.clear()
-    logger.propagate = True
-    logger.setLevel(logging.NOTSET)
+    reset_syncer_logger()

@@ -53,7 +53,7 @@ def test_3_invalid_rows_beyond_tolerance_but_valid_ones_synced(project: Project)
     assert "invalid 1 (beyond tolerate_invalid)" in result.stdout
     assert "stats.csv:2" in result.stdout
     assert operations(project.sim)[-1]["items"] == 11
-    project.write_config(tolerate="1")
+    project.write_config(tolerate=1)
     assert project.apply().exit_code == 0
 
 

@@ -28,7 +28,8 @@ def test_declared_integration_is_created_then_found_then_patched(project: Projec
     assert project.ledger_rows("SELECT name, api_id FROM integrations") == [("acme", created["_id"])]
 
     # Only the settings change: no record to send, but the integration is brought in step.
-    project.write_config(integration=DECLARED.replace("defaultCompletion: false", "defaultCompletion: true"))
+    settings = {**DECLARED["settings"], "defaultCompletion": True}
+    project.write_config(integration={**DECLARED, "settings": settings})
     result = project.apply()
     assert result.exit_code == 0, result.stdout + result.stderr
     assert integration_calls(project) == ["POST", "PATCH"]
@@ -57,7 +58,7 @@ def test_existing_integration_found_by_platform_and_group(project: Project) -> N
 
 def test_given_id_is_used_when_it_exists(project: Project) -> None:
     existing = project.sim.state.add_integration(externalPlatform="Acme Academy")
-    project.write_config(integration=f"    id: {existing['_id']}")
+    project.write_config(integration={"id": existing["_id"]})
     assert project.apply().exit_code == 0
     assert integration_calls(project) == []
     assert len(live_courses(project.sim)) == 4
@@ -65,7 +66,7 @@ def test_given_id_is_used_when_it_exists(project: Project) -> None:
 
 def test_given_id_that_does_not_exist_is_a_clear_error(project: Project) -> None:
     missing = "507f1f77bcf86cd799439011"
-    project.write_config(integration=f"    id: {missing}")
+    project.write_config(integration={"id": missing})
     result = project.apply()
     assert result.exit_code == 1, result.stdout + result.stderr
     assert f"integration acme: id {missing} does not exist on the platform" in result.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ import pytest
 
 from syncer.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from tests.e2e.apply.conftest import POLL, Project
+from tests.project import LISTENING, simulator_command
 
 DEADLINE = 20.0
 
@@ -38,18 +38,7 @@ def standalone(tmp_path: Path) -> Iterator[str]:
     users = tmp_path / "users.txt"
     users.write_text("# known learners\nlearner01@acme.example\nlearner02@acme.example\n")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "syncer",
-            "simulator",
-            "--port",
-            "0",
-            "--op-seconds",
-            "0.02",
-            "--users",
-            str(users),
-        ],
+        simulator_command(0.02, "--users", str(users)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -71,7 +60,7 @@ def standalone(tmp_path: Path) -> Iterator[str]:
             except queue.Empty:
                 pytest.fail(f"the simulator printed no URL in {DEADLINE} s: {seen}")
             seen.append(line)
-            found = re.search(r"listening on (http://\S+)", line)
+            found = LISTENING.search(line)
             if found:
                 break
         yield found.group(1)

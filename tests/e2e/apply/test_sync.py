@@ -64,7 +64,7 @@ def test_status_and_rejected_after_a_run(project: Project) -> None:
     rows = stat_rows(4, 3)
     rows.append(["C001", "broken@acme.example", "250", "60", "2025-03-01T08:00:00Z", "2025-03-01T09:00:00Z"])
     project.write_stats(rows)
-    project.write_config(tolerate="1")
+    project.write_config(tolerate=1)
     assert project.apply().exit_code == 0
 
     text = project.cli("status", str(project.config))
