@@ -8,70 +8,42 @@ learner at a course, with times as datetimes.
 
 from __future__ import annotations
 
-import csv
-import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from syncer.cli import cli
 from syncer.config import load_config
 from syncer.ledger import Ledger
 from syncer.models import Effect, UnsafeStat, stat_key
 from syncer.plan import build_plan
-from syncer.simulator import SimClient, SimulatorSettings, SimulatorThread
+from syncer.simulator import SimulatorSettings, SimulatorThread
 from syncer.simulator.rules import format_time
+from tests.project import (
+    ACME,
+    COURSE_HEADER,
+    STAT_HEADER,
+    client_settings,
+    config_text,
+    courses_block,
+    reset_syncer_logger,
+    run_cli,
+    simulators,
+    stats_block,
+    write_csv,
+)
 
 CLIENT_ID = "attempts-client"
 SECRET = "s3cret-attempts-41b9"
-GROUP = "64b7f0c2a1e4d5f6a7b8c9d0"
-AUTHOR = "64b7f0c2a1e4d5f6a7b8c9d1"
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 COURSES = ("ACME-1", "ACME-2")
-
-CONFIG = """\
-version: 1
-api:
-  base_url: {base_url}
-  client_id: {client_id}
-  client_secret: ${{L360_CLIENT_SECRET}}
-  retry_seconds: 30
-ledger: "{ledger}"
-sources:
-  catalog: {{csv: courses.csv}}
-  progress: {{csv: stats.csv}}
-integrations:
-  acme:
-    platform: Acme Academy
-    group: {group}
-    author: {author}
-    courses:
-      source: catalog
-      fields:
-        externalId: course_id
-        name: title
-        launchUrl: {{template: "https://acme.example/launch/{{course_id}}"}}
-        defaultLang: {{value: en}}
-        sources: {{value: [{{name: Acme}}]}}
-        subjects: {{value: []}}
-    stats:
-      source: progress
-      force_new: {force_new}
-      on_unsafe_change: {policy}
-      fields:
-        course: {{externalId: course_id}}
-        user: {{mail: email}}
-        progress: {{column: pct, type: number}}
-        timeSpent: {{column: seconds, unit: s}}
-        firstActivityAt: started
-        lastActivityAt: finished
-"""
-PER_ROW = "{column: retake, type: boolean}"
+PER_ROW = {"column": "retake", "type": "boolean"}
+"""``force_new`` as a field rule: each row's retake column says whether it opens a new attempt."""
+ForceNew = bool | dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -131,7 +103,7 @@ class Lab:
 
     root: Path
     sim: SimulatorThread
-    force_new: str = "false"
+    force_new: ForceNew = False
     policy: str = "hold"
     ledger: str = "sqlite:///syncer.db"
     outputs: list[str] = field(default_factory=list)
@@ -141,39 +113,29 @@ class Lab:
         """The config file."""
         return self.root / "syncer.yaml"
 
-    def write(self, rows: list[Row], **settings: str) -> None:
+    def write(self, rows: list[Row], **settings: Any) -> None:
         """Write the config (with ``settings`` changed) and both sources."""
         for name, value in settings.items():
             setattr(self, name, value)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(
-            CONFIG.format(
-                base_url=self.sim.base_url,
-                client_id=CLIENT_ID,
-                group=GROUP,
-                author=AUTHOR,
-                force_new=self.force_new,
-                policy=self.policy,
-                ledger=self.ledger,
-            ),
-            encoding="utf-8",
-        )
-        with open(self.root / "courses.csv", "w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            writer.writerow(["course_id", "title"])
-            writer.writerows([c, f"Course {c}"] for c in COURSES)
-        with open(self.root / "stats.csv", "w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            writer.writerow(["course_id", "email", "pct", "seconds", "started", "finished", "retake"])
-            writer.writerows(row.csv() for row in rows)
+        api = {
+            "base_url": self.sim.base_url,
+            "client_id": CLIENT_ID,
+            "client_secret": "${L360_CLIENT_SECRET}",
+            "retry_seconds": 30,
+        }
+        acme = {
+            **ACME,
+            "courses": courses_block(),
+            "stats": stats_block(force_new=self.force_new, on_unsafe_change=self.policy),
+        }
+        self.config.write_text(config_text(api, self.ledger, {"acme": acme}), encoding="utf-8")
+        write_csv(self.root / "courses.csv", COURSE_HEADER, ([c, f"Course {c}"] for c in COURSES))
+        write_csv(self.root / "stats.csv", [*STAT_HEADER, "retake"], (row.csv() for row in rows))
 
     def cli(self, *args: str) -> Result:
         """``syncer ARGS`` in-process."""
-        result = CliRunner().invoke(cli, list(args), prog_name="syncer")
-        self.outputs += [result.stdout, result.stderr]
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return result
+        return run_cli(self.outputs, *args)
 
     def apply(self) -> Result:
         """``syncer apply`` with fast polling."""
@@ -213,7 +175,7 @@ class Lab:
 @pytest.fixture
 def sim_settings() -> SimulatorSettings:
     """Fast operations, the platform's limits, our credential."""
-    return SimulatorSettings(op_seconds=0.02, clients=(SimClient(client_id=CLIENT_ID, client_secret=SECRET),))
+    return client_settings(CLIENT_ID, SECRET)
 
 
 @pytest.fixture
@@ -222,24 +184,18 @@ def make_lab(
 ) -> Iterator[Callable[..., Lab]]:
     """Labs, each with its own folder and simulator; all simulators stop at the end."""
     monkeypatch.setenv("L360_CLIENT_SECRET", SECRET)
-    started: list[SimulatorThread] = []
+    made: list[Lab] = []
+    with simulators(sim_settings) as start:
 
-    def make(**overrides: Any) -> Lab:
-        sim = SimulatorThread(replace(sim_settings, **overrides))
-        sim.start()
-        started.append(sim)
-        return Lab(tmp_path / f"lab{len(started)}", sim)
+        def make(**overrides: Any) -> Lab:
+            made.append(Lab(tmp_path / f"lab{len(made) + 1}", start(**overrides)))
+            return made[-1]
 
-    yield make
-    for sim in started:
-        sim.stop()
+        yield make
 
 
 @pytest.fixture(autouse=True)
 def _reset_syncer_logger() -> Iterator[None]:
     """The CLI points the ``syncer`` logger at the runner's stderr: detach it after each test."""
     yield
-    logger = logging.getLogger("syncer")
-    logger.handlers.clear()
-    logger.propagate = True
-    logger.setLevel(logging.NOTSET)
+    reset_syncer_logger()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import pytest
 
 from syncer.models import Effect
-from tests.e2e.attempts.conftest import PER_ROW, Lab, Row, at
+from tests.e2e.attempts.conftest import PER_ROW, ForceNew, Lab, Row, at
 
 ANN = "ann@acme.example"
 Attempts = dict[tuple[str, str], list[tuple[str, str, float, float]]]
@@ -33,7 +33,7 @@ class Case:
     then: list[Row]
     row: Row  # the edited or added row (as in ``then``)
     effect: Effect
-    force_new: str = "false"
+    force_new: ForceNew = False
 
 
 def _pair(attempts: Attempts, row: Row) -> list[tuple[str, str, float, float]]:
@@ -61,7 +61,7 @@ CASES = {
         force_new=PER_ROW,
     ),
     "duplicate-force-new-for-every-row": Case(
-        [OPEN], [replace(OPEN, pct=60)], replace(OPEN, pct=60), Effect.DUPLICATE, force_new="true"
+        [OPEN], [replace(OPEN, pct=60)], replace(OPEN, pct=60), Effect.DUPLICATE, force_new=True
     ),
     "new-attempt-force-new-row-inside-another": Case(
         [OPEN],

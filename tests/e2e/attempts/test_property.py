@@ -20,16 +20,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncer.models import Effect
-from tests.e2e.attempts.conftest import COURSES, PER_ROW, Lab, Row, at
+from tests.e2e.attempts.conftest import COURSES, PER_ROW, ForceNew, Lab, Row, at
 
 EXAMPLES = int(os.environ.get("SYNCER_ATTEMPT_EXAMPLES", "12"))
 LEARNERS = ("ann@acme.example", "bob@acme.example")
 
 
 @st.composite
-def first_sync(draw: st.DrawFn) -> tuple[str, list[Row]]:
+def first_sync(draw: st.DrawFn) -> tuple[ForceNew, list[Row]]:
     """Rows of a first sync: per pair 1-3 attempts that do not overlap, in random order."""
-    force_new = draw(st.sampled_from(["false", "true", PER_ROW]))
+    force_new = draw(st.sampled_from([False, True, PER_ROW]))
     rows: list[Row] = []
     for course in COURSES:
         for mail in LEARNERS:
@@ -56,7 +56,7 @@ def first_sync(draw: st.DrawFn) -> tuple[str, list[Row]]:
 
 
 @st.composite
-def edits(draw: st.DrawFn, rows: list[Row], force_new: str) -> list[Row]:
+def edits(draw: st.DrawFn, rows: list[Row], force_new: ForceNew) -> list[Row]:
     """The source after random edits of the rows and new rows added."""
     out: list[Row] = []
     for row in rows:
