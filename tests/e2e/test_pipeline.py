@@ -8,7 +8,6 @@ and attempts.
 
 from __future__ import annotations
 
-import csv
 import random
 from collections import defaultdict
 from collections.abc import Iterator
@@ -24,59 +23,46 @@ from syncer.config import load_config
 from syncer.ledger import Ledger
 from syncer.models import OperationType
 from syncer.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SimulatorSettings, SimulatorThread
+from syncer.simulator.rules import format_time
 from syncer.simulator.state import Operation
-
-CONFIG = """\
-version: 1
-api:
-  base_url: {base_url}
-  client_id: {client_id}
-  client_secret: {client_secret}
-  batch_size: {{courses: 2, stats: 6, archives: 1}}
-ledger: sqlite:///{ledger}
-sources:
-  catalog: {{csv: courses.csv}}
-  progress: {{csv: stats.csv}}
-integrations:
-  acme:
-    platform: Acme Academy
-    group: 64b7f0c2a1e4d5f6a7b8c9d0
-    author: 64b7f0c2a1e4d5f6a7b8c9d1
-    courses:
-      source: catalog
-      archive_missing: true
-      fields:
-        externalId: course_id
-        name: title
-        launchUrl: {{template: "https://acme.example/launch/{{course_id}}"}}
-        defaultLang: {{value: en}}
-        sources: {{value: [{{name: Acme}}]}}
-        subjects: {{value: [safety]}}
-    stats:
-      source: progress
-      fields:
-        course: {{externalId: course_id}}
-        user: {{mail: email}}
-        progress: {{column: pct, type: number}}
-        timeSpent: {{column: seconds, unit: s}}
-        firstActivityAt: started
-        lastActivityAt: finished
-"""
+from tests.project import (
+    ACME,
+    COURSE_FIELDS,
+    COURSE_HEADER,
+    STAT_HEADER,
+    config_text,
+    courses_block,
+    stats_block,
+    write_csv,
+)
 
 BASE = datetime(2024, 3, 1, tzinfo=UTC)
 ATTEMPTS = 3  # per (course, user) pair, each after the end of the one before: a new attempt each
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+def write_config(folder: Path, base_url: str) -> Path:
+    """The config: small batches (2 courses, 6 statistics, 1 archive) make many operations."""
+    api = {
+        "base_url": base_url,
+        "client_id": DEMO_CLIENT_ID,
+        "client_secret": DEMO_CLIENT_SECRET,
+        "batch_size": {"courses": 2, "stats": 6, "archives": 1},
+    }
+    acme = {
+        **ACME,
+        "courses": courses_block(
+            archive_missing=True, fields={**COURSE_FIELDS, "subjects": {"value": ["safety"]}}
+        ),
+        "stats": stats_block(),
+    }
+    path = folder / "syncer.yaml"
+    path.write_text(config_text(api, f"sqlite:///{folder / 'ledger.db'}", {"acme": acme}), "utf-8")
+    return path
 
 
 def write_courses(path: Path, ids: list[str], title: str = "Course") -> None:
     """A course catalog."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        out = csv.writer(handle)
-        out.writerow(["course_id", "title"])
-        out.writerows([course, f"{title} {course}"] for course in ids)
+    write_csv(path, COURSE_HEADER, ([course, f"{title} {course}"] for course in ids))
 
 
 def stat_rows(courses: list[str], learners: int) -> list[list[Any]]:
@@ -92,8 +78,8 @@ def stat_rows(courses: list[str], learners: int) -> list[list[Any]]:
                         f"learner{n}@example.com",
                         10 * (k + 1),
                         60,
-                        _stamp(start),
-                        _stamp(start + timedelta(hours=1)),
+                        format_time(start),
+                        format_time(start + timedelta(hours=1)),
                     ]
                 )
     random.Random(3).shuffle(rows)  # the source order says nothing: sorting is syncer's job
@@ -102,10 +88,7 @@ def stat_rows(courses: list[str], learners: int) -> list[list[Any]]:
 
 def write_stats(path: Path, rows: list[list[Any]]) -> None:
     """A statistics source."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        out = csv.writer(handle)
-        out.writerow(["course_id", "email", "pct", "seconds", "started", "finished"])
-        out.writerows(rows)
+    write_csv(path, STAT_HEADER, rows)
 
 
 @pytest.fixture
@@ -134,16 +117,7 @@ def ops_of(sim: SimulatorThread, op_type: OperationType, after: int = 0) -> list
 
 def test_pipelined_apply_keeps_the_order_rules(slow_sim: SimulatorThread, tmp_path: Path) -> None:
     courses = [f"C{i:02}" for i in range(8)]
-    config_path = tmp_path / "syncer.yaml"
-    config_path.write_text(
-        CONFIG.format(
-            base_url=slow_sim.base_url,
-            client_id=DEMO_CLIENT_ID,
-            client_secret=DEMO_CLIENT_SECRET,
-            ledger=tmp_path / "ledger.db",
-        ),
-        "utf-8",
-    )
+    config_path = write_config(tmp_path, slow_sim.base_url)
     write_courses(tmp_path / "courses.csv", courses)
     write_stats(tmp_path / "stats.csv", [])
     first = apply(config_path)
@@ -197,16 +171,7 @@ def test_pipelined_apply_keeps_the_order_rules(slow_sim: SimulatorThread, tmp_pa
 
 
 def test_nothing_changed_makes_no_submission(slow_sim: SimulatorThread, tmp_path: Path) -> None:
-    config_path = tmp_path / "syncer.yaml"
-    config_path.write_text(
-        CONFIG.format(
-            base_url=slow_sim.base_url,
-            client_id=DEMO_CLIENT_ID,
-            client_secret=DEMO_CLIENT_SECRET,
-            ledger=tmp_path / "ledger.db",
-        ),
-        "utf-8",
-    )
+    config_path = write_config(tmp_path, slow_sim.base_url)
     write_courses(tmp_path / "courses.csv", ["C1", "C2"])
     write_stats(tmp_path / "stats.csv", stat_rows(["C1"], learners=2))
     assert apply(config_path).submissions > 0

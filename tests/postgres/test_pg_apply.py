@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, text
 from syncer.cli import cli
 from syncer.ledger import Ledger
 from syncer.simulator import SimulatorSettings, SimulatorThread
+from tests.project import config_text, courses_block, stats_block
 
 pytestmark = pytest.mark.postgres
 
@@ -32,21 +33,6 @@ DEADLINE = 60.0
 IDS = {"alpha": "a1" * 12, "beta": "b2" * 12}
 COURSES = 5
 USERS = 4
-
-COURSE_FIELDS = """
-        externalId: course_id
-        name: title
-        launchUrl: {template: "https://lms.example/launch/{course_id}"}
-        defaultLang: {value: en}
-        sources: {value: [{name: LMS}]}
-        subjects: {value: []}"""
-STAT_FIELDS = """
-        course: {externalId: course_id}
-        user: {mail: email}
-        progress: pct
-        timeSpent: {column: seconds, unit: s}
-        firstActivityAt: started
-        lastActivityAt: finished"""
 
 
 @pytest.fixture
@@ -88,43 +74,21 @@ def warehouse(pg_admin: Engine, pg_schema: str) -> None:
 def write_config(path: Path, pg_url: str, base_url: str, *, stats: bool) -> Path:
     """Both integrations reading the warehouse tables; statistics only when asked (each kind is
     one bulk call, and each call costs a poll of about a second)."""
-    integrations = "".join(
-        f"""
-  {name}:
-    id: {api_id}
-    courses:
-      source: {name}_courses
-      archive_missing: true
-      fields:{COURSE_FIELDS}"""
-        + (
-            f"""
-    stats:
-      source: {name}_stats
-      fields:{STAT_FIELDS}"""
-            if stats
-            else ""
-        )
-        for name, api_id in IDS.items()
-    )
-    sources = "".join(
-        f"""
-  {name}_{what}:
-    sql: {{url: "{pg_url}", query: "SELECT * FROM {name}_{what} ORDER BY 1, 2"}}"""
+    api = {"base_url": base_url, "client_id": "demo-client", "client_secret": "${SYNCER_E2E_SECRET}"}
+    sources = {
+        f"{name}_{what}": {"sql": {"url": pg_url, "query": f"SELECT * FROM {name}_{what} ORDER BY 1, 2"}}
         for name in IDS
         for what in ("courses", "stats")
-    )
-    path.write_text(
-        f"""version: 1
-api:
-  base_url: {base_url}
-  client_id: demo-client
-  client_secret: ${{SYNCER_E2E_SECRET}}
-ledger: "{pg_url}"
-sources:{sources}
-integrations:{integrations}
-""",
-        encoding="utf-8",
-    )
+    }
+    integrations = {
+        name: {
+            "id": api_id,
+            "courses": courses_block(f"{name}_courses", archive_missing=True),
+            **({"stats": stats_block(f"{name}_stats")} if stats else {}),
+        }
+        for name, api_id in IDS.items()
+    }
+    path.write_text(config_text(api, pg_url, integrations, sources), encoding="utf-8")
     return path
 
 

@@ -13,7 +13,6 @@ Subprocesses are waited on with deadlines; conditions are polled, never slept on
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from syncer.models import RecordKind, RecordStatus
 from syncer.plan import build_plan
 from syncer.simulator import SimulatorSettings, SimulatorThread
 from syncer.simulator import rules as sim_rules
+from tests.project import COURSE_HEADER, STAT_HEADER, config_text, courses_block, stats_block, write_csv
 
 ROOT = Path(__file__).resolve().parents[3]
 TALLY: Counter[str] = Counter()
@@ -41,21 +41,6 @@ INTEGRATION_ID = "a1" * 12
 DEADLINE = 60.0
 POLL = "0.02"  # seconds between polls of an operation in the subprocesses
 BASE_TIME = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
-
-COURSE_FIELDS = """
-        externalId: course_id
-        name: title
-        launchUrl: {template: "https://lms.example/launch/{course_id}"}
-        defaultLang: {value: en}
-        sources: {value: [{name: LMS}]}
-        subjects: {value: []}"""
-STAT_FIELDS = """
-        course: {externalId: course_id}
-        user: {mail: email}
-        progress: {column: pct, type: number}
-        timeSpent: {column: seconds, unit: s}
-        firstActivityAt: started
-        lastActivityAt: finished"""
 
 
 def iso(moment: datetime) -> str:
@@ -114,7 +99,7 @@ class World:
     courses: dict[str, str] = field(default_factory=dict)
     stats: dict[tuple[str, str, str], Stat] = field(default_factory=dict)
     stat_batch: int = 4
-    extra_api: str = ""
+    extra_api: dict[str, Any] = field(default_factory=dict)  # more api settings
     # The model: live courses (name), archived course ids, attempts per (course, mail).
     live: dict[str, str] = field(default_factory=dict)
     archived: set[str] = field(default_factory=set)
@@ -160,53 +145,35 @@ class World:
     def write(self) -> None:
         """Write the config and both CSV sources."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / "courses.csv").open("w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            writer.writerow(["course_id", "title"])
-            writer.writerows((self.prefix + ext, name) for ext, name in sorted(self.courses.items()))
-        with (self.root / "stats.csv").open("w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            writer.writerow(["course_id", "email", "pct", "seconds", "started", "finished"])
-            for stat in sorted(self.stats.values(), key=lambda s: s.key):
-                writer.writerow(
-                    [
-                        self.prefix + stat.course,
-                        stat.mail,
-                        stat.pct,
-                        stat.minutes * 60,
-                        iso(stat.started),
-                        iso(stat.finished),
-                    ]
-                )
-        self.config_path.write_text(
-            f"""version: 1
-api:
-  base_url: {self.sim.base_url}
-  client_id: demo-client
-  client_secret: ${{SYNCER_RELIABILITY_SECRET}}
-  limits: {{concurrent_operations: 3, requests_per_second: 10}}
-  batch_size: {{courses: 3, stats: {self.stat_batch}, archives: 2}}
-  timeout_seconds: 5
-  retry_seconds: 20{self.extra_api}
-ledger: "{self.ledger_url}"
-sources:
-  catalog: {{csv: courses.csv}}
-  progress: {{csv: stats.csv}}
-integrations:
-  lms:
-    id: {self.integration_id}
-    courses:
-      source: catalog
-      archive_missing: true
-      fields:{COURSE_FIELDS}
-    stats:
-      source: progress
-      force_new: {"true" if self.force_new else "false"}
-      on_unsafe_change: {self.on_unsafe_change}
-      fields:{STAT_FIELDS}
-""",
-            encoding="utf-8",
+        write_csv(
+            self.root / "courses.csv",
+            COURSE_HEADER,
+            ((self.prefix + ext, name) for ext, name in sorted(self.courses.items())),
         )
+        write_csv(
+            self.root / "stats.csv",
+            STAT_HEADER,
+            (
+                [self.prefix + st.course, st.mail, st.pct, st.minutes * 60, iso(st.started), iso(st.finished)]
+                for st in sorted(self.stats.values(), key=lambda s: s.key)
+            ),
+        )
+        api = {
+            "base_url": self.sim.base_url,
+            "client_id": "demo-client",
+            "client_secret": "${SYNCER_RELIABILITY_SECRET}",
+            "limits": {"concurrent_operations": 3, "requests_per_second": 10},
+            "batch_size": {"courses": 3, "stats": self.stat_batch, "archives": 2},
+            "timeout_seconds": 5,
+            "retry_seconds": 20,
+            **self.extra_api,
+        }
+        lms = {
+            "id": self.integration_id,
+            "courses": courses_block(archive_missing=True),
+            "stats": stats_block(force_new=self.force_new, on_unsafe_change=self.on_unsafe_change),
+        }
+        self.config_path.write_text(config_text(api, self.ledger_url, {"lms": lms}), encoding="utf-8")
 
     # -- the model -------------------------------------------------------------------------
 
