@@ -19,7 +19,6 @@ batch the courses must be complete (product.md §4), so that window is where slo
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import random
@@ -29,47 +28,28 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-
-CONFIG = """\
-version: 1
-api:
-  base_url: {base_url}
-  client_id: demo-client
-  client_secret: demo-secret
-ledger: sqlite:///{ledger}
-sources:
-  catalog: {{csv: courses.csv}}
-  progress: {{csv: stats.csv}}
-integrations:
-  acme:
-    platform: Bench Academy
-    group: 5f0c0c0c0c0c0c0c0c0c0c01
-    author: 5f0c0c0c0c0c0c0c0c0c0c02
-    courses:
-      source: catalog
-      fields:
-        externalId: course_id
-        name: title
-        launchUrl: {{template: "https://acme.example/launch/{{course_id}}"}}
-        defaultLang: {{value: en}}
-        sources: {{value: [{{name: Acme}}]}}
-        subjects: {{column: tags, split: "|"}}
-    stats:
-      source: progress
-      fields:
-        course: {{externalId: course_id}}
-        user: {{mail: email}}
-        progress: {{column: pct, type: number}}
-        timeSpent: {{column: seconds, unit: s}}
-        firstActivityAt: started
-        lastActivityAt: finished
-"""
+sys.path.insert(0, str(ROOT))
+from tests.project import (  # noqa: E402 - from the repository root, put on the path just above
+    ACME,
+    LISTENING,
+    STAT_HEADER,
+    TAGGED_COURSE_FIELDS,
+    TAGGED_COURSE_HEADER,
+    config_text,
+    course_id,
+    course_rows,
+    courses_block,
+    simulator_command,
+    stats_block,
+    write_csv,
+)
 
 SPEEDS = {
     # op_seconds of one operation, whatever its size. "fast": the server is never the
@@ -80,39 +60,32 @@ SPEEDS = {
 }
 
 
-def generate_courses(path: Path, count: int) -> None:
-    """Write ``count`` courses."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        out = csv.writer(handle)
-        out.writerow(["course_id", "title", "tags"])
-        for i in range(count):
-            out.writerow([f"C{i:05}", f"Course {i}", "safety|onboarding"])
+def write_config(path: Path, base_url: str, ledger: Path) -> None:
+    """The config: the CSV sources beside it, a SQLite ledger."""
+    api = {"base_url": base_url, "client_id": "demo-client", "client_secret": "demo-secret"}
+    acme = {**ACME, "courses": courses_block(fields=TAGGED_COURSE_FIELDS), "stats": stats_block()}
+    path.write_text(config_text(api, f"sqlite:///{ledger}", {"acme": acme}), "utf-8")
 
 
-def generate_stats(path: Path, rows: int, courses: int, changed_share: float = 0.0, seed: int = 7) -> None:
-    """Write ``rows`` statistics (three attempts per learner); ``changed_share`` get another progress."""
+def stat_rows(rows: int, courses: int, changed_share: float = 0.0, seed: int = 7) -> Iterator[list[Any]]:
+    """``rows`` statistics (three attempts per learner); ``changed_share`` of them get another progress."""
     rng = random.Random(seed)
     base = datetime(2024, 1, 1, tzinfo=UTC)
     step = max(1, round(1 / changed_share)) if changed_share else 0
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        out = csv.writer(handle)
-        out.writerow(["course_id", "email", "pct", "seconds", "started", "finished"])
-        for i in range(rows):
-            start = base + timedelta(minutes=i)  # unique, so no key repeats
-            end = start + timedelta(minutes=rng.randrange(1, 600))
-            pct = rng.randrange(0, 100)
-            if step and i % step == 0:
-                pct += 1
-            out.writerow(
-                [
-                    f"C{rng.randrange(courses):05}",
-                    f"learner{i // 3:07}@example.com",
-                    pct,
-                    rng.randrange(1, 36_000),
-                    start.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-                    end.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-                ]
-            )
+    for i in range(rows):
+        start = base + timedelta(minutes=i)  # unique, so no key repeats
+        end = start + timedelta(minutes=rng.randrange(1, 600))
+        pct = rng.randrange(0, 100)
+        if step and i % step == 0:
+            pct += 1
+        yield [
+            course_id(rng.randrange(courses) + 1),
+            f"learner{i // 3:07}@example.com",
+            pct,
+            rng.randrange(1, 36_000),
+            start.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            end.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        ]
 
 
 class SimProcess:
@@ -121,24 +94,14 @@ class SimProcess:
     def __init__(self, op_seconds: float, log: Path) -> None:
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "syncer",
-                "simulator",
-                "--port",
-                "0",
-                "--op-seconds",
-                str(op_seconds),
-                "--trust-items",
-            ],
+            simulator_command(op_seconds, "--trust-items"),
             stdout=subprocess.PIPE,
             stderr=self._log,
             cwd=ROOT,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()
-        found = re.search(r"listening on (http://\S+)", line)
+        found = LISTENING.search(line)
         if not found:
             self.stop()
             raise SystemExit(f"the simulator did not start: {line!r}")
@@ -269,13 +232,13 @@ def bench_speed(speed: str, args: argparse.Namespace) -> list[str]:
     ledger = work / "ledger.db"
     for suffix in ("", "-wal", "-shm", ".lock"):
         Path(f"{ledger}{suffix}").unlink(missing_ok=True)
-    generate_courses(work / "courses.csv", args.courses)
-    generate_stats(work / "stats.csv", args.stats, args.courses)
+    write_csv(work / "courses.csv", TAGGED_COURSE_HEADER, course_rows(args.courses))
+    write_csv(work / "stats.csv", STAT_HEADER, stat_rows(args.stats, args.courses))
     sim = SimProcess(SPEEDS[speed], work / "simulator.log")
     lines = [f"## server speed: {speed} (op_seconds {SPEEDS[speed]:g})"]
     try:
         config = work / "bench.yaml"
-        config.write_text(CONFIG.format(base_url=sim.base_url, ledger=ledger), "utf-8")
+        write_config(config, sim.base_url, ledger)
         total = args.stats + args.courses
         started = time.time()
         first = run_syncer(["apply", str(config)], work, "apply-first")
@@ -294,7 +257,7 @@ def bench_speed(speed: str, args: argparse.Namespace) -> list[str]:
             f"no-op apply   {noop.seconds:8.1f} s  = {noop.seconds / plan.seconds:.2f}x plan  "
             f"submissions {summary.get('submissions')}  peak RSS {noop.rss_mb:4.0f} MB"
         )
-        generate_stats(work / "stats.csv", args.stats, args.courses, changed_share=0.01)
+        write_csv(work / "stats.csv", STAT_HEADER, stat_rows(args.stats, args.courses, changed_share=0.01))
         started = time.time()
         changed = run_syncer(["apply", str(config)], work, "apply-changed")
         summary = run_summary(ledger)

@@ -22,62 +22,40 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-CONFIG = """\
-version: 1
-api:
-  base_url: http://127.0.0.1:8360
-  client_id: bench
-  client_secret: bench
-ledger: sqlite:///{ledger}
-sources:
-  progress: {{csv: stats.csv}}
-integrations:
-  acme:
-    id: 507f1f77bcf86cd799439011
-    stats:
-      source: progress
-      fields:
-        course: {{externalId: course_id}}
-        user: {{mail: email}}
-        progress: {{column: pct, type: number}}
-        timeSpent: {{column: seconds, unit: s}}
-        firstActivityAt: started
-        lastActivityAt: finished
-"""
-
-HEADER = ["course_id", "email", "pct", "seconds", "started", "finished"]
+from tests.project import STAT_HEADER, stats_only_config, write_csv  # noqa: E402 - on the path above
 
 
-def generate(path: Path, rows: int, changed_share: float = 0.0, seed: int = 7) -> None:
-    """Write ``rows`` statistics; with ``changed_share`` a share of them get another progress."""
+def stat_rows(rows: int, changed_share: float = 0.0, seed: int = 7) -> Iterator[list[Any]]:
+    """``rows`` statistics; with ``changed_share`` a share of them get another progress."""
     rng = random.Random(seed)
     base = datetime(2024, 1, 1, tzinfo=UTC)
     step = max(1, int(1 / changed_share)) if changed_share else 0
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        out = csv.writer(handle)
-        out.writerow(HEADER)
-        for i in range(rows):
-            start = base + timedelta(minutes=rng.randrange(500_000))
-            end = start + timedelta(minutes=rng.randrange(1, 600))
-            pct = rng.randrange(0, 101)
-            if step and i % step == 0:
-                pct = (pct + 1) % 101
-            out.writerow(
-                [
-                    f"C{rng.randrange(2000):05}",
-                    f"learner{i // 3:07}@example.com",  # three attempts per learner and course
-                    pct,
-                    rng.randrange(1, 36_000),
-                    start.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-                    end.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-                ]
-            )
+    for i in range(rows):
+        start = base + timedelta(minutes=rng.randrange(500_000))
+        end = start + timedelta(minutes=rng.randrange(1, 600))
+        pct = rng.randrange(0, 101)
+        if step and i % step == 0:
+            pct = (pct + 1) % 101
+        yield [
+            f"C{rng.randrange(2000):05}",
+            f"learner{i // 3:07}@example.com",  # three attempts per learner and course
+            pct,
+            rng.randrange(1, 36_000),
+            start.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            end.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        ]
+
+
+def generate(path: Path, rows: int, changed_share: float = 0.0) -> None:
+    """Write ``rows`` statistics to the CSV source; ``changed_share`` of them get another progress."""
+    write_csv(path, STAT_HEADER, stat_rows(rows, changed_share))
 
 
 def csv_floor(path: Path) -> float:
@@ -176,7 +154,7 @@ def main() -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{ledger}{suffix}").unlink(missing_ok=True)
     config_path = work / "bench.yaml"
-    config_path.write_text(CONFIG.format(ledger=ledger), "utf-8")
+    config_path.write_text(stats_only_config(f"sqlite:///{ledger}", {"csv": "stats.csv"}), "utf-8")
     source = work / "stats.csv"
 
     t = time.perf_counter()

@@ -25,34 +25,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.project import stats_only_config  # noqa: E402 - from the repository root, on the path above
 
 SCHEMA = "syncer_bench"
 
-CONFIG = """\
-version: 1
-api:
-  base_url: http://127.0.0.1:8360
-  client_id: bench
-  client_secret: bench
-ledger: "{url}"
-sources:
-  progress:
-    sql:
-      url: "{url}"
-      query: SELECT course_id, email, pct, seconds, started, finished FROM bench_stats
-integrations:
-  acme:
-    id: 507f1f77bcf86cd799439011
-    stats:
-      source: progress
-      fields:
-        course: {{externalId: course_id}}
-        user: {{mail: email}}
-        progress: {{column: pct, type: number}}
-        timeSpent: {{column: seconds, unit: s}}
-        firstActivityAt: started
-        lastActivityAt: finished
-"""
+QUERY = "SELECT course_id, email, pct, seconds, started, finished FROM bench_stats"
 
 FILL = """
 CREATE TABLE bench_stats AS
@@ -182,7 +159,7 @@ def main() -> None:
     work = ROOT / "bench" / "out"
     work.mkdir(parents=True, exist_ok=True)
     config_path = work / "pg_bench.yaml"
-    config_path.write_text(CONFIG.format(url=url), "utf-8")
+    config_path.write_text(stats_only_config(url, {"sql": {"url": url, "query": QUERY}}), "utf-8")
 
     t = time.perf_counter()
     setup(args.url, args.rows)
