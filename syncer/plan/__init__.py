@@ -12,15 +12,6 @@ from syncer.plan.attempts import (
     predict as predict,
 )
 from syncer.plan.build import (
-    DETAIL_LIMIT as DETAIL_LIMIT,
-)
-from syncer.plan.build import (
-    Desired as Desired,
-)
-from syncer.plan.build import (
-    Plan as Plan,
-)
-from syncer.plan.build import (
     build_plan as build_plan,
 )
 from syncer.plan.build import (
@@ -28,6 +19,9 @@ from syncer.plan.build import (
 )
 from syncer.plan.build import (
     select_integrations as select_integrations,
+)
+from syncer.plan.plan import (
+    Plan as Plan,
 )
 from syncer.plan.saved import (
     SavedPlan as SavedPlan,
@@ -43,6 +37,9 @@ from syncer.plan.saved import (
 )
 from syncer.plan.saved import (
     save_plan as save_plan,
+)
+from syncer.plan.stage import (
+    Desired as Desired,
 )
 from syncer.plan.streams import (
     PARALLEL_MIN_BYTES as PARALLEL_MIN_BYTES,
@@ -64,6 +61,9 @@ from syncer.plan.streams import (
 )
 from syncer.plan.streams import (
     stage_source as stage_source,
+)
+from syncer.plan.summary import (
+    DETAIL_LIMIT as DETAIL_LIMIT,
 )
 
 __all__ = [

@@ -19,7 +19,9 @@ from syncer.config import Config, SourceConfig, SourceKind
 from syncer.errors import PlanError, SourceError
 from syncer.ledger import Ledger
 from syncer.models import dumps_canonical
-from syncer.plan.build import Plan, select_integrations
+from syncer.plan.build import select_integrations
+from syncer.plan.plan import Plan
+from syncer.sources import load_rows
 
 __all__ = ["SavedPlan", "check_saved_plan", "fingerprint_source", "load_saved_plan", "save_plan"]
 
@@ -52,8 +54,6 @@ def fingerprint_source(source: SourceConfig) -> str:
         except OSError as exc:
             raise SourceError(f"{source.path}: cannot read: {exc.strerror}") from exc
         return digest.hexdigest()
-    from syncer.sources import load_rows
-
     for row in load_rows(source):
         digest.update(dumps_canonical(dict(row.values)) if row.values else b"{}")
         digest.update(b"\n")

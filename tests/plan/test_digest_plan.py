@@ -258,7 +258,7 @@ def classic_plan(config: Config, ledger: Ledger, *, retry_rejected: bool = False
 def snapshot(plan: Plan, ledger: Ledger) -> dict[str, Any]:
     """Everything a plan tells, except the source digests its records carry."""
     return {
-        "summaries": plan.summaries,
+        "summaries": plan.integrations,
         "changes": plan.changes,
         "invalid_rows": plan.invalid_rows,
         "invalid_total": plan.invalid_total,

@@ -1,0 +1,49 @@
+"""The plan's writes to the ledger's tables that work from the plan's own temporary tables.
+
+A plan stages and compares in temporary tables of its own (syncer/plan/tables.py) and reads the
+ledger's. It writes them in two ways only: the ``Ledger``'s methods (its invalid rows, its held
+statistics), and the statements here, which join the plan's staged records: recording the
+source digest of the records found unchanged.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, Table, update
+from sqlalchemy.engine import Connection
+
+from syncer.ledger.schema import records
+from syncer.models import RecordStatus
+
+__all__ = ["remember_digests"]
+
+
+def remember_digests(conn: Connection, staged: Table, unchanged: ColumnElement[bool]) -> int:
+    """Give synced records the source digest of the staged rows they were found unchanged against.
+
+    ``staged`` has the columns ``integration``, ``kind``, ``key``, ``hash`` and ``digest`` (of
+    the source row, NULL when unknown); ``unchanged`` selects its rows that were mapped and need
+    nothing sent. A record is updated when it is synced with the same hash and another digest.
+    Commits on ``conn`` (rolls back on failure); returns the number of records updated.
+    """
+    r, s = records.c, staged.c
+    stmt = (
+        update(records)
+        .where(
+            r.integration == s.integration,
+            r.kind == s.kind,
+            r.key == s.key,
+            unchanged,
+            s.digest.is_not(None),
+            r.status == RecordStatus.SYNCED,
+            r.hash == s.hash,
+            r.source_digest.is_distinct_from(s.digest),
+        )
+        .values(source_digest=s.digest)
+    )
+    try:
+        count = conn.execute(stmt).rowcount
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return max(0, count or 0)

@@ -1,0 +1,247 @@
+"""The Plan: what a plan found, in numbers and capped detail, and the stream of its batches.
+
+A Plan built by ``plan_records`` (syncer/plan/build.py) holds the connection to the ledger
+database where its staged records live; ``Plan.batches`` reads them back as bulk calls, in the
+order product.md §4 asks for. A Plan read back from a file, or built by tests, is detached:
+numbers and detail only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Table, and_, exists, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from syncer.config import BatchSizes
+from syncer.errors import PlanError
+from syncer.ledger import Ledger
+from syncer.ledger.planning import remember_digests
+from syncer.models import (
+    Change,
+    Effect,
+    IntegrationSummary,
+    InvalidRow,
+    OperationType,
+    Record,
+    RecordKind,
+    UnsafeStat,
+    content_hash,
+)
+from syncer.plan.attempts import Prediction
+from syncer.plan.tables import OK, SENDS
+
+__all__ = ["Plan"]
+
+_OP_OF_KIND = {
+    RecordKind.COURSE: OperationType.IMPORT_COURSES,
+    RecordKind.STAT: OperationType.IMPORT_STATS,
+    RecordKind.ARCHIVE: OperationType.ARCHIVE_COURSES,
+}
+
+
+class Plan:
+    """The difference between the sources and the ledger, with a stream of its batches.
+
+    It holds a connection to the ledger database (its staging table lives there) until
+    ``discard()``; use it as a context manager.
+    """
+
+    def __init__(
+        self,
+        *,
+        plan_id: str,
+        generation: int,
+        summaries: Sequence[IntegrationSummary],
+        changes: Sequence[Change] = (),
+        invalid_rows: Sequence[InvalidRow] = (),
+        invalid_total: int = 0,
+        batch_sizes: BatchSizes | None = None,
+        retry_rejected: bool = False,
+        ledger: Ledger | None = None,
+        conn: Connection | None = None,
+        staged: Table | None = None,
+        actions: Table | None = None,
+        tolerance: Mapping[str, bool] | None = None,
+        unmapped: Mapping[str, int] | None = None,
+        unsafe: Sequence[UnsafeStat] = (),
+        unsafe_total: int = 0,
+        held_total: int = 0,
+        prediction: Prediction | None = None,
+    ) -> None:
+        # Without ledger, connection and staging table the plan is detached: numbers and detail
+        # only (a plan read back for display, or built by tests), no batches.
+        self._ledger = ledger
+        self._conn = conn
+        self._staged = staged
+        self._actions = actions
+        self.plan_id = plan_id
+        self.generation = generation
+        self.integrations = tuple(summaries)
+        self.changes = tuple(changes)
+        self.invalid_rows = tuple(invalid_rows)
+        self.invalid_total = invalid_total
+        self.batch_sizes = batch_sizes or BatchSizes()
+        self.retry_rejected = retry_rejected
+        self._tolerated = dict(tolerance or {})
+        # Per integration: source rows known unchanged by their digest, hence not mapped.
+        self.unmapped: dict[str, int] = dict(unmapped or {})
+        # Statistics whose predicted effect on the platform's attempts is unsafe (syncer/plan/attempts.py):
+        # capped detail, and totals; held ones are not sent, the others are sent by choice.
+        self.unsafe = tuple(unsafe)
+        self.unsafe_total = unsafe_total
+        self.held_total = held_total
+        self._prediction = prediction
+
+    def invalid_tolerated(self, integration: str) -> bool:
+        """True when the integration's invalid rows stay within its ``tolerate_invalid``."""
+        return self._tolerated.get(integration, self.summary(integration).invalid == 0)
+
+    @property
+    def has_changes(self) -> bool:
+        """True when any integration has something to send."""
+        return any(s.has_changes for s in self.integrations)
+
+    @property
+    def changes_total(self) -> int:
+        """Records the plan sends, all integrations and kinds together."""
+        return sum(s.courses.to_send + s.stats.to_send + s.archives for s in self.integrations)
+
+    @property
+    def guard_violations(self) -> list[str]:
+        """Mass-archive guard messages (the engine raises GuardError unless allowed)."""
+        return [s.guard for s in self.integrations if s.guard]
+
+    def summary(self, integration: str) -> IntegrationSummary:
+        """The summary of one integration."""
+        for s in self.integrations:
+            if s.name == integration:
+                return s
+        raise KeyError(integration)
+
+    def batches(self, integration: str) -> Iterator[tuple[OperationType, list[Record]]]:
+        """Stream the bulk calls of one integration: courses, then statistics, then archives."""
+        summary = self.summary(integration)
+        sizes = self.batch_sizes
+        if summary.courses.to_send:
+            yield from self._chunks(integration, RecordKind.COURSE, sizes.courses)
+        if summary.stats.to_send:
+            yield from self._chunks(integration, RecordKind.STAT, sizes.stats)
+        if summary.archives:
+            yield from self._chunks(integration, RecordKind.ARCHIVE, sizes.archives)
+
+    def _chunks(
+        self, integration: str, kind: RecordKind, size: int
+    ) -> Iterator[tuple[OperationType, list[Record]]]:
+        op_type = _OP_OF_KIND[kind]
+        batch: list[Record] = []
+        pair: list[Record] = []
+        for record in self._stream(integration, kind):
+            if pair and record.group != pair[0].group:
+                batch = yield from _add_pair(batch, pair, size, op_type)
+                pair = []
+            pair.append(record)
+        if pair:
+            batch = yield from _add_pair(batch, pair, size, op_type)
+        if batch:
+            yield op_type, batch
+
+    def _stream(self, integration: str, kind: RecordKind) -> Iterator[Record]:
+        ledger, conn, s, a = self._attached()
+        if kind is RecordKind.ARCHIVE:
+            query = (
+                select(s.c.key, s.c.origin)
+                .where(s.c.integration == integration, s.c.kind == kind.value, s.c.state == OK)
+                .order_by(s.c.key)
+            )
+            with ledger.translate_errors("reading the plan"):
+                for key, origin in conn.execute(query):
+                    body = {"externalId": key}
+                    yield Record(integration, kind, key, body, content_hash(body), origin)
+            return
+        order = (s.c.grp, s.c.ord, s.c.key) if kind is RecordKind.STAT else (s.c.key,)
+        query = (
+            select(s.c.key, s.c.hash, s.c.payload, s.c.origin, s.c.grp, s.c.ord, s.c.activity, s.c.digest)
+            .select_from(a.join(s, s.c.id == a.c.id))
+            .where(s.c.integration == integration, s.c.kind == kind.value, a.c.action.in_(SENDS))
+            .order_by(*order)
+        )
+        with ledger.translate_errors("reading the plan"):
+            # Options per statement: Connection.execution_options() would set them on the plan's
+            # connection for good, and on PostgreSQL every later statement (DDL too) would then
+            # run through a server-side cursor.
+            result = conn.execute(query, execution_options={"yield_per": 2000})
+            for row in result:
+                key, hash_, payload, origin, grp, ord_, activity, digest = cast(tuple[Any, ...], row)
+                yield Record(
+                    integration, kind, key, orjson.loads(payload), hash_, origin, grp, ord_, activity, digest
+                )
+
+    def effects(self) -> Iterator[tuple[str, str, Effect]]:
+        """(integration, key, predicted effect) of every statistic the plan sends or holds."""
+        ledger, conn, s, _a = self._attached()
+        if self._prediction is None:
+            return
+        with ledger.translate_errors("reading the plan"):
+            yield from self._prediction.effects(conn, s)
+
+    def remember_digests(self) -> int:
+        """Record in the ledger the source digest of the unchanged records that were mapped.
+
+        A row can change without its record changing (a column the mapping does not read, a
+        config edit, a ledger from before digests): its record keeps the digest of the row it
+        was sent from, and the row is mapped again on every plan until the digest is updated.
+        ``apply`` calls this under its lock; it changes no plan, so the ledger generation stays.
+        Returns the number of records updated.
+        """
+        ledger, conn, s, a = self._attached()
+        unchanged = and_(
+            s.c.state == OK,
+            s.c.kind != RecordKind.ARCHIVE.value,
+            ~exists().where(a.c.id == s.c.id),  # unchanged: no action
+        )
+        with ledger.translate_errors("recording source digests"):
+            return remember_digests(conn, s, unchanged)
+
+    def _attached(self) -> tuple[Ledger, Connection, Table, Table]:
+        if self._ledger is None or self._conn is None or self._staged is None or self._actions is None:
+            raise PlanError("this plan holds no staged records (discarded, or read back from a file)")
+        return self._ledger, self._conn, self._staged, self._actions
+
+    def discard(self) -> None:
+        """Drop the staging table and give the connection back."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            # Temporary tables go with their session: closing the driver connection (instead of
+            # returning it to the pool) drops them without walking a million-row B-tree.
+            conn.invalidate()
+        except SQLAlchemyError:
+            pass
+        finally:
+            conn.close()
+
+    def __enter__(self) -> Plan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+
+def _add_pair(
+    batch: list[Record], pair: list[Record], size: int, op_type: OperationType
+) -> Generator[tuple[OperationType, list[Record]], None, list[Record]]:
+    """Add one (course, user) pair to the batch, flushing first so the pair stays together."""
+    if batch and len(batch) + len(pair) > size:
+        yield op_type, batch
+        batch = []
+    for record in pair:  # a pair bigger than a whole batch has to be split, in order
+        batch.append(record)
+        if len(batch) >= size:
+            yield op_type, batch
+            batch = []
+    return batch
