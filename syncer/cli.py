@@ -8,6 +8,7 @@ locked by another run, 6 a safety guard refused.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,9 @@ import click
 
 from syncer.errors import ConfigError, SyncerError
 
+# Every import inside a function below is there on purpose, for start-up speed: each command
+# loads only the stages it runs (asyncio, orjson, aiohttp, SQLAlchemy, the simulator), so
+# `syncer --help` and `syncer validate` stay fast.
 CONFIG_ARG = click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path, dir_okay=False))
 
 
@@ -275,14 +279,13 @@ def apply(
     poll_seconds: float | None,
 ) -> None:
     """Finish operations left in flight, then plan and send the difference. Never prompts."""
-    import contextlib
-
-    from syncer.apply import ApplyOptions, run_apply, simulated
+    from syncer.apply import ApplyOptions, run_apply
     from syncer.config import load_config
     from syncer.ledger import Ledger
     from syncer.ledger.lock import acquire_lock
     from syncer.plan import select_integrations
     from syncer.plan.saved import check_saved_plan, load_saved_plan
+    from syncer.progress import event
     from syncer.report import render_run
 
     config = load_config(config_path)
@@ -295,12 +298,14 @@ def apply(
     progress = _progress_for(ctx)
     with contextlib.ExitStack() as stack:
         if simulate:
+            # Only here: a real apply never loads the simulator.
+            from syncer.apply.sandbox import simulated
+
             config = stack.enter_context(simulated(config))
         ledger = Ledger.open(config.ledger_url.reveal())
         stack.callback(ledger.close)
         names = select_integrations(config, integrations or None)
         lock = stack.enter_context(acquire_lock(ledger, names, timeout=lock_timeout))
-        check = None
         if saved is not None and not simulate:
             check_saved_plan(saved, config, ledger)
         if hasattr(progress, "shown"):
@@ -315,15 +320,12 @@ def apply(
                 **_poll_option(poll_seconds),
             ),
             progress=progress,
-            check_plan=check,
             heartbeat=lock.heartbeat,
         )
     click.echo(render_run(report), nl=False)
     to_decide = report.rejected or report.invalid_beyond_tolerance or report.held  # a person must look
     code = 4 if report.failed_operations else 3 if to_decide else 0
     # One last log line with the numbers, so that cron mail and log shippers see the outcome.
-    from syncer.progress import event
-
     event(f"apply finished: exit {code}", exit_code=code, **report.summary())
     if code:
         sys.exit(code)

@@ -1,39 +1,44 @@
-"""Stage 8, the report: plans, runs, status and rejected records as text, markdown and JSON."""
+"""Stage 8, the report: plans, runs, status and rejected records as text, markdown and JSON.
+
+Modules, each with one job: ``plan`` (the plan as text, markdown or JSON), ``run`` (the
+end-of-apply summary), ``ledger`` (``syncer status`` and ``syncer rejected``), and ``pieces``
+(the one-line texts they share). Layout only: no decision is taken here.
+"""
 
 from __future__ import annotations
 
-from syncer.report.render import (
-    FORMATS as FORMATS,
-)
-from syncer.report.render import (
-    MARKDOWN_LIMIT as MARKDOWN_LIMIT,
-)
-from syncer.report.render import (
-    plan_data as plan_data,
-)
-from syncer.report.render import (
-    render_json as render_json,
-)
-from syncer.report.render import (
-    render_markdown as render_markdown,
-)
-from syncer.report.render import (
-    render_plan as render_plan,
-)
-from syncer.report.render import (
+from syncer.report.ledger import (
     render_rejected as render_rejected,
 )
-from syncer.report.render import (
-    render_run as render_run,
-)
-from syncer.report.render import (
+from syncer.report.ledger import (
     render_status as render_status,
 )
-from syncer.report.render import (
+from syncer.report.ledger import (
+    status_data as status_data,
+)
+from syncer.report.plan import (
+    FORMATS as FORMATS,
+)
+from syncer.report.plan import (
+    MARKDOWN_LIMIT as MARKDOWN_LIMIT,
+)
+from syncer.report.plan import (
+    plan_data as plan_data,
+)
+from syncer.report.plan import (
+    render_json as render_json,
+)
+from syncer.report.plan import (
+    render_markdown as render_markdown,
+)
+from syncer.report.plan import (
+    render_plan as render_plan,
+)
+from syncer.report.plan import (
     render_text as render_text,
 )
-from syncer.report.render import (
-    status_data as status_data,
+from syncer.report.run import (
+    render_run as render_run,
 )
 
 __all__ = [

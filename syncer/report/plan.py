@@ -1,0 +1,344 @@
+"""The plan as text (a terminal), markdown (a pull-request comment) or JSON. Layout only.
+
+The JSON form is versioned (``FORMAT_VERSION``, schemas/plan.schema.json) and is also what a
+saved plan keeps; markdown stays under ``MARKDOWN_LIMIT`` whatever the plan's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from syncer.models import (
+    Change,
+    ChangeAction,
+    FieldChange,
+    IntegrationSummary,
+    InvalidRow,
+    KindCounts,
+    UnsafeStat,
+)
+from syncer.plan import Plan
+from syncer.report.pieces import HELD_WHY, held_stats, invalid_text, number, unsafe_text
+
+FORMATS = ("text", "json", "markdown")
+FORMAT_VERSION = 2
+MARKDOWN_LIMIT = 60_000
+"""GitHub refuses comments over 65,536 characters: stay well under."""
+_VALUE_WIDTH = 120
+_SIGN = {
+    ChangeAction.NEW: "+",
+    ChangeAction.CHANGED: "~",
+    ChangeAction.RESEND: "~",
+    ChangeAction.RETRY: "~",
+    ChangeAction.ARCHIVE: "-",
+}
+
+
+def render_plan(plan: Plan, fmt: str) -> str:
+    """The plan in one of ``FORMATS``."""
+    if fmt == "json":
+        return render_json(plan)
+    if fmt == "markdown":
+        return render_markdown(plan)
+    return render_text(plan)
+
+
+# -- pieces -------------------------------------------------------------------------------------
+
+
+def _statistics(count: int) -> str:
+    return f"{number(count)} statistic" + ("" if count == 1 else "s")
+
+
+def _sent_again(c: KindCounts) -> int:
+    return c.changed + c.resend + c.retry
+
+
+def _summary_parts(s: IntegrationSummary) -> tuple[str, str, str]:
+    courses = f"courses +{number(s.courses.new)} ~{number(_sent_again(s.courses))} -{number(s.archives)}"
+    stats = f"stats +{number(s.stats.new)} ~{number(_sent_again(s.stats))} ={number(s.stats.unchanged)}"
+    if s.stats.held:
+        stats += f" held {number(s.stats.held)}"
+    skipped = s.courses.skipped + s.stats.skipped
+    extra = f"invalid {number(s.invalid)}" + (f" | rejected, not resent {number(skipped)}" if skipped else "")
+    return courses, stats, extra
+
+
+def summary_line(s: IntegrationSummary) -> str:
+    """``acme: courses +12 ~3 -2 | stats +1,204 ~311 =48,992 held 7 | invalid 5`` (held when any)."""
+    return f"{s.name}: " + " | ".join(_summary_parts(s))
+
+
+def _value(value: Any) -> str:
+    text = "(none)" if value is None else orjson.dumps(value).decode()
+    return text if len(text) <= _VALUE_WIDTH else text[: _VALUE_WIDTH - 3] + "..."
+
+
+def _field_text(f: FieldChange) -> str:
+    return f"{f.field}: {_value(f.old)} -> {_value(f.new)}"
+
+
+def _change_head(c: Change) -> str:
+    what = f"{c.action.value}" if c.action in (ChangeAction.RESEND, ChangeAction.RETRY) else ""
+    tail = f" [{what}]" if what else ""
+    return f"{_SIGN[c.action]} {c.integration} {c.kind.value} {c.key} ({c.origin}){tail}"
+
+
+def _sent_unsafe(plan: Plan) -> list[UnsafeStat]:
+    return [u for u in plan.unsafe if not u.held]
+
+
+_SENT_UNSAFE_TITLE = "Sent despite an unsafe effect (on_unsafe_change: send)"
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+
+def render_text(plan: Plan) -> str:
+    """One summary line per integration, then capped detail."""
+    lines = [summary_line(s) for s in plan.integrations]
+    for s in plan.integrations:
+        if s.guard:
+            lines.append(f"guard: {s.guard}")
+    if plan.held_total:
+        lines.append(f"held: {_statistics(plan.held_total)} {HELD_WHY}; apply exits 3 (listed below)")
+    if not plan.has_changes:
+        lines.append("No changes.")
+    if plan.changes:
+        lines += ["", f"Changes (showing {number(len(plan.changes))} of {number(plan.changes_total)}):"]
+        for change in plan.changes:
+            lines.append(f"  {_change_head(change)}")
+            lines.extend(f"      {_field_text(f)}" for f in change.fields)
+    sent_unsafe, sent_unsafe_total = _sent_unsafe(plan), plan.unsafe_total - plan.held_total
+    if sent_unsafe_total:
+        lines += [
+            "",
+            f"{_SENT_UNSAFE_TITLE} (showing {number(len(sent_unsafe))} of {number(sent_unsafe_total)}):",
+        ]
+        lines.extend(f"  {unsafe_text(u)}" for u in sent_unsafe)
+    if plan.invalid_rows:
+        lines += [
+            "",
+            f"Invalid rows (showing {number(len(plan.invalid_rows))} of {number(plan.invalid_total)}):",
+        ]
+        lines.extend(f"  {invalid_text(row)}" for row in plan.invalid_rows)
+    if plan.held_total:
+        held = held_stats(plan)
+        # Last: on a terminal the end of the output is what stays in sight.
+        lines += ["", f"Held statistics (showing {number(len(held))} of {number(plan.held_total)}):"]
+        lines.extend(f"  {unsafe_text(u)}" for u in held)
+    return "\n".join(lines) + "\n"
+
+
+# -- markdown -------------------------------------------------------------------------------------
+
+
+def _md(text: str) -> str:
+    # Keep table cells and list items intact: no pipes, no line breaks, no stray markup.
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("\n", " ")
+
+
+def _md_change(c: Change) -> str:
+    head = f"- `{_SIGN[c.action]}` **{_md(c.integration)}** {c.kind.value} `{_md(c.key)}` ({_md(c.origin)})"
+    if c.action in (ChangeAction.RESEND, ChangeAction.RETRY):
+        head += f" _{c.action.value}_"
+    if c.fields:
+        head += ": " + "; ".join(
+            f"{_md(f.field)} `{_md(_value(f.old))}` → `{_md(_value(f.new))}`" for f in c.fields
+        )
+    return head
+
+
+def _md_unsafe(stat: UnsafeStat) -> str:
+    return (
+        f"- `!` **{_md(stat.integration)}** stat `{_md(stat.key)}` ({_md(stat.origin)}): "
+        f"_{stat.effect.label}_: {_md(stat.reason)}"
+    )
+
+
+def _md_invalid(row: InvalidRow) -> str:
+    field = row.field or "-"
+    return (
+        f"- `{_md(row.origin)}` **{_md(row.integration)}** {row.kind.value} `{_md(field)}`: {_md(row.reason)}"
+    )
+
+
+def _bounded(lines: Iterable[str], budget: int, total: int, noun: str) -> tuple[list[str], int]:
+    """Lines up to ``budget`` characters; then an "and N more" line counted against ``total``."""
+    out: list[str] = []
+    used = 0
+    for line in lines:
+        if used + len(line) + 1 > budget:
+            break
+        out.append(line)
+        used += len(line) + 1
+    if total > len(out):
+        out.append(f"- … and {number(total - len(out))} more {noun}")
+        used += len(out[-1]) + 1
+    return out, used
+
+
+def render_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
+    """A pull-request comment: summary table, then detail in <details>; never over ``limit``."""
+    head = ["### syncer plan", ""]
+    sent_unsafe_total = plan.unsafe_total - plan.held_total
+    if plan.held_total:
+        head += [
+            f"> **Warning: {_statistics(plan.held_total)} held**, {HELD_WHY}; "
+            "`syncer apply` exits 3 until a person decides. The reason for each is below.",
+            "",
+        ]
+    if sent_unsafe_total:
+        head += [
+            f"> **Note:** {_statistics(sent_unsafe_total)} sent despite an unsafe effect on the "
+            "platform's attempts (`on_unsafe_change: send`).",
+            "",
+        ]
+    head += [
+        "| integration | courses | stats | held | archives | invalid |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in plan.integrations:
+        c, st = s.courses, s.stats
+        courses = f"+{number(c.new)} ~{number(_sent_again(c))} ={number(c.unchanged)}"
+        stats = f"+{number(st.new)} ~{number(_sent_again(st))} ={number(st.unchanged)}"
+        counts = f"{number(st.held)} | {number(s.archives)} | {number(s.invalid)}"
+        head.append(f"| {_md(s.name)} | {courses} | {stats} | {counts} |")
+    head.append("")
+    head.extend(f"> **Guard:** {_md(s.guard)}" for s in plan.integrations if s.guard)
+    head.append("**No changes.**" if not plan.has_changes else f"**{number(plan.changes_total)} changes.**")
+    text = "\n".join(head) + "\n"
+    # Held statistics first: a person must decide on them. Each section may use its share of
+    # what the sections before it left.
+    held, sent_unsafe = held_stats(plan), _sent_unsafe(plan)
+    sections: list[tuple[str, Iterable[str], int, str]] = []
+    if plan.held_total:
+        sections.append(
+            (
+                f"Held statistics ({number(plan.held_total)})",
+                map(_md_unsafe, held),
+                plan.held_total,
+                "held statistics",
+            )
+        )
+    if plan.changes:
+        sections.append(
+            (
+                f"Changes ({number(plan.changes_total)})",
+                map(_md_change, plan.changes),
+                plan.changes_total,
+                "changes",
+            )
+        )
+    if sent_unsafe_total:
+        sections.append(
+            (
+                f"{_SENT_UNSAFE_TITLE} ({number(sent_unsafe_total)})",
+                map(_md_unsafe, sent_unsafe),
+                sent_unsafe_total,
+                "statistics",
+            )
+        )
+    if plan.invalid_rows:
+        sections.append(
+            (
+                f"Invalid rows ({number(plan.invalid_total)})",
+                map(_md_invalid, plan.invalid_rows),
+                plan.invalid_total,
+                "rows",
+            )
+        )
+    # Room for each <details> wrapper and its "and N more" line.
+    budget = max(limit - len(text) - 300 * len(sections), 0)
+    for i, (summary, lines, total, noun) in enumerate(sections):
+        body, used = _bounded(lines, budget // (len(sections) - i), total, noun)
+        budget -= used
+        text += _details(summary, body)
+    return text
+
+
+def _details(summary: str, body: list[str]) -> str:
+    return "\n<details><summary>" + summary + "</summary>\n\n" + "\n".join(body) + "\n\n</details>\n"
+
+
+# -- json -----------------------------------------------------------------------------------------
+
+
+def _counts(c: KindCounts) -> dict[str, int]:
+    return {
+        "new": c.new,
+        "changed": c.changed,
+        "resend": c.resend,
+        "retry": c.retry,
+        "unchanged": c.unchanged,
+        "skipped": c.skipped,
+        "held": c.held,
+    }
+
+
+def plan_data(plan: Plan) -> dict[str, Any]:
+    """The plan as JSON-ready data (``format_version: 2``; see schemas/plan.schema.json)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "ledger_generation": plan.generation,
+        "has_changes": plan.has_changes,
+        "integrations": [
+            {
+                "name": s.name,
+                "courses": _counts(s.courses),
+                "stats": _counts(s.stats),
+                "archives": s.archives,
+                "live_courses": s.live_courses,
+                "invalid": s.invalid,
+                "batches": dict(s.batches),
+                "guard": s.guard,
+            }
+            for s in plan.integrations
+        ],
+        "changes_total": plan.changes_total,
+        "changes": [
+            {
+                "integration": c.integration,
+                "kind": c.kind.value,
+                "key": c.key,
+                "action": c.action.value,
+                "origin": c.origin,
+                "fields": [{"field": f.field, "old": f.old, "new": f.new} for f in c.fields],
+            }
+            for c in plan.changes
+        ],
+        "invalid_total": plan.invalid_total,
+        "invalid_rows": [
+            {
+                "integration": r.integration,
+                "kind": r.kind.value,
+                "origin": r.origin,
+                "field": r.field,
+                "reason": r.reason,
+                "key": r.key,
+            }
+            for r in plan.invalid_rows
+        ],
+        "held_total": plan.held_total,
+        "unsafe_total": plan.unsafe_total,
+        "unsafe": [
+            {
+                "integration": u.integration,
+                "key": u.key,
+                "origin": u.origin,
+                "action": u.action.value,
+                "effect": u.effect.value,
+                "reason": u.reason,
+                "held": u.held,
+            }
+            for u in plan.unsafe
+        ],
+    }
+
+
+def render_json(plan: Plan) -> str:
+    """The plan as indented JSON."""
+    return orjson.dumps(plan_data(plan), option=orjson.OPT_INDENT_2).decode() + "\n"
