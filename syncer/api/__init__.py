@@ -1,4 +1,9 @@
-"""Stage 6, the API: the 360Learning client and its bulk operations."""
+"""Stage 6, the API: the 360Learning client and its bulk operations.
+
+- ``client``: the one request funnel (tokens, how an answer is read, retries, lost submissions);
+- ``pacing``: the write and read rate limits, backoff, ``Retry-After``;
+- ``bulk``: a bulk operation followed to its end, its results, a lost submission found again.
+"""
 
 from __future__ import annotations
 
@@ -21,13 +26,13 @@ from syncer.api.client import (
     ApiClient as ApiClient,
 )
 from syncer.api.client import (
+    operation_id as operation_id,
+)
+from syncer.api.pacing import (
     Backoff as Backoff,
 )
-from syncer.api.client import (
+from syncer.api.pacing import (
     RateLimiter as RateLimiter,
-)
-from syncer.api.client import (
-    operation_id as operation_id,
 )
 
 __all__ = [

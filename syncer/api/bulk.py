@@ -1,6 +1,6 @@
 """Bulk operations: poll a ``Location`` to its end, read its per-item results, recover lost submissions.
 
-This module never touches the ledger: it returns data and the engine records it.
+This module never touches the ledger: it returns data and apply's executor records it.
 """
 
 from __future__ import annotations

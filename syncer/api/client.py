@@ -21,10 +21,8 @@ never appears in any message or repr.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import math
-import random
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,11 +33,12 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from syncer.api.pacing import Backoff, RateLimiter, retry_after
 from syncer.config import ApiConfig
 from syncer.errors import ApiError, ApiUnavailable, SubmissionLost, SyncerError
 from syncer.models import OperationStatus, OperationType
 
-__all__ = ["ApiClient", "Backoff", "RateLimiter", "operation_id"]
+__all__ = ["ApiClient", "operation_id"]
 
 API_VERSION = "v2.0"
 TOKEN_PATH = "/api/v2/oauth2/token"
@@ -75,23 +74,6 @@ def _iso_seconds(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def _error_of(data: Any, text: str) -> tuple[str | None, str]:
     """``(code, message)`` from either error shape: flat ``{"error": code}`` or structured."""
     if isinstance(data, Mapping):
@@ -104,47 +86,6 @@ def _error_of(data: Any, text: str) -> tuple[str | None, str]:
             message = data.get("message") or data.get("error_description") or error
             return error, str(message)
     return None, text.strip()[:200]
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Jittered exponential backoff between retries: ``initial * 2**n``, capped at ``maximum``."""
-
-    initial: float = 0.5
-    maximum: float = 30.0
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based); never below ``retry_after``."""
-        ceiling = min(self.maximum, self.initial * 2.0**attempt)
-        # Jitter spreads concurrent clients that failed together; half the ceiling is the floor.
-        delay = ceiling * (0.5 + random.random() / 2)
-        return max(delay, retry_after or 0.0)
-
-
-class RateLimiter:
-    """Spaces requests evenly: never more than ``rate`` requests in any ``window`` seconds."""
-
-    def __init__(self, rate: float, *, window: float = 1.0, margin: float = 0.02) -> None:
-        if rate <= 0:
-            raise SyncerError(f"rate limit must be positive, got {rate}")
-        self._interval = window / rate
-        self._window = window
-        # A small margin absorbs the jitter between leaving here and reaching the server.
-        self._margin = margin
-        self._granted: deque[float] = deque(maxlen=max(1, math.floor(rate)))
-        self._next = 0.0
-
-    async def acquire(self) -> None:
-        """Wait for this request's slot."""
-        now = asyncio.get_running_loop().time()
-        slot = max(now, self._next)
-        if len(self._granted) == self._granted.maxlen:
-            slot = max(slot, self._granted[0] + self._window + self._margin)
-        # Reserve before sleeping (no await in between), so concurrent callers queue up in order.
-        self._granted.append(slot)
-        self._next = slot + self._interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
 
 
 @dataclass(frozen=True)
@@ -364,7 +305,7 @@ class ApiClient:
         detail = self._scrub(f"{where} -> {status} {code or ''}: {message}".replace("  ", " "))
         if status == 429 or status >= 500:
             raise ApiUnavailable(
-                detail, status=status, code=code, retry_after=_retry_after(headers.get("Retry-After"))
+                detail, status=status, code=code, retry_after=retry_after(headers.get("Retry-After"))
             )
         raise ApiError(detail, status=status, code=code)
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from syncer.api.client import ApiClient, Backoff, RateLimiter, _error_of, _retry_after, _seconds
+from syncer.api.client import ApiClient, _error_of, _seconds
+from syncer.api.pacing import Backoff, RateLimiter, retry_after
 from syncer.config import ApiConfig, Limits, Secret
 from syncer.errors import ApiError, ApiUnavailable, SubmissionLost
 from syncer.models import OperationStatus, OperationType
@@ -59,7 +60,7 @@ def test_error_shapes(body: Any, expected: tuple[str | None, str]) -> None:
     ],
 )
 def test_retry_after(header: str | None, expected: float | None) -> None:
-    assert _retry_after(header) == expected
+    assert retry_after(header) == expected
 
 
 def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
