@@ -153,12 +153,10 @@ def _log_unsafe(plan: Plan) -> None:
 
 
 def _check_guards(plan: Plan, options: ApplyOptions) -> None:
-    violations = [s for s in plan.integrations if s.guard]
-    if violations and not options.allow_mass_archive:
-        details = "; ".join(f"{s.name}: {s.guard}" for s in violations)
-        raise GuardError(
-            f"mass-archive guard: {details}. Rerun with --allow-mass-archive if this is intended."
-        )
+    # The guard is computed once, by the plan (plan/summary.py): each message names its
+    # integration and says what to do.
+    if plan.guard_violations and not options.allow_mass_archive:
+        raise GuardError("mass-archive guard: " + "; ".join(plan.guard_violations))
 
 
 def run_apply(

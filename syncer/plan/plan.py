@@ -112,7 +112,7 @@ class Plan:
 
     @property
     def guard_violations(self) -> list[str]:
-        """Mass-archive guard messages (the engine raises GuardError unless allowed)."""
+        """Mass-archive guard messages (apply raises GuardError unless allowed)."""
         return [s.guard for s in self.integrations if s.guard]
 
     def summary(self, integration: str) -> IntegrationSummary:
