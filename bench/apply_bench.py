@@ -68,18 +68,26 @@ def write_config(path: Path, base_url: str, ledger: Path) -> None:
 
 
 def stat_rows(rows: int, courses: int, changed_share: float = 0.0, seed: int = 7) -> Iterator[list[Any]]:
-    """``rows`` statistics (three attempts per learner); ``changed_share`` of them get another progress."""
+    """``rows`` statistics (three attempts per learner); ``changed_share`` of them get another progress.
+
+    A learner's three attempts are at three different courses (given three or more), start a
+    minute apart and last under a minute: a change of one never meets another open attempt of
+    its pair, and the attempt prediction holds none of them (docs/attempts.md).
+    """
     rng = random.Random(seed)
     base = datetime(2024, 1, 1, tzinfo=UTC)
     step = max(1, round(1 / changed_share)) if changed_share else 0
+    first = 0
     for i in range(rows):
         start = base + timedelta(minutes=i)  # unique, so no key repeats
-        end = start + timedelta(minutes=rng.randrange(1, 600))
+        if i % 3 == 0:
+            first = rng.randrange(courses)
+        end = start + timedelta(seconds=rng.randrange(1, 60))
         pct = rng.randrange(0, 100)
         if step and i % step == 0:
             pct += 1
         yield [
-            course_id(rng.randrange(courses) + 1),
+            course_id((first + i % 3) % courses + 1),
             f"learner{i // 3:07}@example.com",
             pct,
             rng.randrange(1, 36_000),
@@ -219,8 +227,9 @@ def occupancy(ops: list[dict[str, Any]], slots: int, since: float) -> tuple[floa
 def run_summary(ledger: Path) -> dict[str, Any]:
     """The summary of the last run recorded in the ledger (submissions, peak in flight)."""
     import sqlite3
+    from contextlib import closing
 
-    with sqlite3.connect(ledger) as conn:
+    with closing(sqlite3.connect(ledger)) as conn:
         row = conn.execute("SELECT summary FROM runs ORDER BY id DESC LIMIT 1").fetchone()
     return json.loads(row[0]) if row and row[0] else {}
 

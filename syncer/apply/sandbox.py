@@ -16,8 +16,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from syncer.config import Config, Secret
+from syncer.config import Config
 from syncer.progress import event
+from syncer.secrets import Secret
 from syncer.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SimulatorSettings, SimulatorThread
 
 
@@ -33,7 +34,11 @@ def simulated(config: Config, *, op_seconds: float = 0.2) -> Iterator[Config]:
         copy = Path(tmp) / "ledger.db"
         source = make_url(config.ledger_url.reveal())
         if source.get_backend_name() == "sqlite" and source.database and Path(source.database).is_file():
-            with sqlite3.connect(source.database) as src, sqlite3.connect(copy) as dst:
+            # closing(): a sqlite3 connection's own context manager commits but does not close.
+            with (
+                contextlib.closing(sqlite3.connect(source.database)) as src,
+                contextlib.closing(sqlite3.connect(copy)) as dst,
+            ):
                 src.backup(dst)
         with SimulatorThread(SimulatorSettings(op_seconds=op_seconds)) as sim:
             for spec in config.integrations.values():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,7 @@ class Project:
 
     def ledger_rows(self, sql: str) -> list[tuple[Any, ...]]:
         """Rows of a query on the ledger (read-only)."""
-        with sqlite3.connect(f"file:{self.ledger}?mode=ro", uri=True) as conn:
+        with closing(sqlite3.connect(f"file:{self.ledger}?mode=ro", uri=True)) as conn:
             return conn.execute(sql).fetchall()
 
 
