@@ -7,7 +7,7 @@ It generates N statistics rows as CSV and a config, fills a ledger with them as 
 the attempts the platform confirmed, as apply records them), then measures: parsing the CSV with
 the csv module alone (the floor), `syncer plan` with nothing changed, and `syncer plan` with 1%
 and 10% of the rows changed (--changed); every changed statistic goes through the attempt
-prediction (syncer/attempts.py). Each plan runs in a subprocess whose peak RSS is read from
+prediction (syncer/plan/attempts.py). Each plan runs in a subprocess whose peak RSS is read from
 wait4's rusage. Targets: plan time <= 4x the floor, peak RSS < 300 MB; with 1% changed, peak
 RSS < 150 MB. The 1% plan's time is compared with this benchmark run on an earlier commit
 (docs/performance.md).

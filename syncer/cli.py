@@ -332,7 +332,7 @@ def apply(
 
 
 def _poll_option(poll_seconds: float | None) -> dict[str, Any]:
-    """ApplyOptions keywords for ``--poll-seconds`` (none: the engine's default policy)."""
+    """ApplyOptions keywords for ``--poll-seconds`` (none: apply's default policy)."""
     if poll_seconds is None:
         return {}
     from syncer.api.bulk import PollPolicy

@@ -77,7 +77,7 @@ class Record:
     group: str = ""
     order: str = ""
     activity: str = ""
-    digest: int | None = None  # of the source row (file sources): see syncer/scan.py
+    digest: int | None = None  # of the source row (file sources): see syncer/sources/digest.py
 
 
 @dataclass(frozen=True, slots=True)

@@ -327,7 +327,7 @@ _DIGEST_CHUNK = 20_000
 
 
 class FileStream:
-    """A CSV or JSON Lines source read by digest (syncer/scan.py).
+    """A CSV or JSON Lines source read by digest (syncer/sources/digest.py).
 
     ``digests()`` gives the digest of every data record, in order (a record's position in that
     order is its ordinal); the planner looks them up in the ledger and calls ``runs()`` with the

@@ -2,8 +2,8 @@
 
 Most rows of a big source are the same from one run to the next. The planner digests the raw
 bytes of every record (cheap: no CSV parsing, no mapping), finds in the ledger the digests of
-the rows whose records are synced, and parses and maps only the other rows (planner.py,
-staging.py). A digest is keyed by everything that decides what a row maps to: the
+the rows whose records are synced, and parses and maps only the other rows (plan/skim.py,
+plan/streams.py). A digest is keyed by everything that decides what a row maps to: the
 stream's config (fields, filters, integration), the source's format, the CSV header and the
 syncer version; change any of them and every row is mapped again.
 

@@ -16,9 +16,10 @@ from typing import IO, Any
 
 import orjson
 
-from syncer.config import SourceConfig, SourceKind, redact_url
+from syncer.config import SourceConfig, SourceKind
 from syncer.errors import SourceError
 from syncer.models import Row
+from syncer.secrets import redact_url
 
 __all__ = [
     "SQL_BATCH_ROWS",
@@ -293,6 +294,7 @@ def _sql_message(source: SourceConfig, url: str, exc: Exception) -> str:
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     message = detail[0] if detail else type(exc).__name__
     # Drivers may echo the DSN; never let the password through, whatever the message holds.
+    # (SQLAlchemy is imported only where a SQL source is read: file sources never load it.)
     from sqlalchemy.engine import make_url
 
     try:

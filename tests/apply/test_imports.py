@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -18,9 +20,11 @@ def loads_simulator(module: str) -> bool:
     return done.stdout.strip() == "True"
 
 
-def test_importing_apply_leaves_the_simulator_out() -> None:
-    assert not loads_simulator("syncer.apply")
-    assert not loads_simulator("syncer.apply.run")
+@pytest.mark.parametrize(
+    "module", ["syncer.apply", "syncer.apply.run", "syncer.plan", "syncer.ledger", "syncer.api"]
+)
+def test_importing_apply_leaves_the_simulator_out(module: str) -> None:
+    assert not loads_simulator(module)
 
 
 def test_the_sandbox_alone_brings_the_simulator_in() -> None:

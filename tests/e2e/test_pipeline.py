@@ -1,7 +1,7 @@
 """The pipelined apply keeps the order rules of product.md §4 with many operations in flight.
 
 Small batch sizes make dozens of operations; the simulator runs them slowly enough that three are
-unfinished at once, while the engine prepares the next batches ahead. What the platform saw is
+unfinished at once, while the executor prepares the next batches ahead. What the platform saw is
 read from the simulator's own operations (their items in request order and their timestamps)
 and attempts.
 """
