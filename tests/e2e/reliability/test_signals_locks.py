@@ -30,6 +30,16 @@ def _holders(world: World) -> list[int]:
         ledger.close()
 
 
+def _submitted(world: World) -> bool:
+    ledger = Ledger.open(world.ledger_url)
+    try:
+        return any(
+            op.location and op.status is not OperationStatus.PREPARED for op in ledger.unfinished_operations()
+        )
+    finally:
+        ledger.close()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_the_run_and_the_next_resumes(make_world: Callable[..., World], sig: int) -> None:
     world = make_world(force_new=True)
@@ -43,6 +53,9 @@ def test_a_signal_stops_the_run_and_the_next_resumes(make_world: Callable[..., W
         ),
         proc,
     )
+    # ... and its Location recorded: the 202 reaches the ledger a moment after the platform
+    # shows the operation (under load the signal could otherwise come in between).
+    wait_until("a submitted operation in the ledger", lambda: _submitted(world), proc)
     proc.send_signal(sig)
     stopped = finish(proc)
     assert stopped.code == 4, stopped.err
