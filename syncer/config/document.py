@@ -18,12 +18,24 @@ from syncer.errors import ConfigError, Problem
 _STR_TAG = "tag:yaml.org,2002:str"
 _VARIABLE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 
+MAX_CONFIG_BYTES = 1_000_000
+"""A config file larger than this is refused (a config is a few kilobytes: is it the right file?)."""
+MAX_VALUES = 100_000
+"""Values a config may hold once its YAML aliases are expanded: an alias bomb stops here."""
+
 NodePath = tuple[str | int, ...]
 """Where a value sits in the document: mapping keys and list indexes from the root."""
 
 
 def parse(file: str, text: str, env: Mapping[str, str]) -> tuple[Document, Any]:
     """The document and its data, with ``${VAR}`` taken from ``env``; raise ConfigError on bad YAML."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError.single(
+            file,
+            1,
+            1,
+            f"the config is {len(text):,} characters; configs over {MAX_CONFIG_BYTES:,} are refused",
+        )
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
@@ -31,6 +43,7 @@ def parse(file: str, text: str, env: Mapping[str, str]) -> tuple[Document, Any]:
             raise ConfigError.single(
                 file, 1, 1, "the config is empty: expected `version: 1`, api, sources..."
             )
+        _check_aliases(file, root)
         doc = Document(file, text, root)
         doc.check_duplicate_keys(root, ())
         doc.interpolate(root, (), env)
@@ -194,3 +207,54 @@ def is_secret(path: NodePath) -> bool:
         or path[:1] == ("ledger",)
         or (path[:1] == ("sources",) and path[2:4] == ("sql", "url"))
     )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_aliases(file: str, root: yaml.Node) -> None:
+    """Refuse a recursive alias, or aliases that expand the document beyond ``MAX_VALUES``.
+
+    An alias is the anchored node itself, shared: the node tree is a graph. Its expanded size is
+    counted once per node (post-order, no recursion), so a 300-byte "billion laughs" is refused
+    at once instead of being walked, and a node that contains itself is named with its position.
+    """
+    size: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, closing = stack.pop()
+        key = id(node)
+        if closing:
+            open_nodes.discard(key)
+            size[key] = 1 + sum(size[id(child)] for child in _children(node))
+            if size[key] > MAX_VALUES:
+                mark = node.start_mark
+                raise ConfigError.single(
+                    file,
+                    mark.line + 1,
+                    mark.column + 1,
+                    f"YAML aliases expand this value to more than {MAX_VALUES:,} values; "
+                    "a config needs far fewer (is it an alias bomb?)",
+                )
+            continue
+        if key in size:
+            continue
+        open_nodes.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in open_nodes:
+                mark = node.start_mark
+                raise ConfigError.single(
+                    file,
+                    mark.line + 1,
+                    mark.column + 1,
+                    "recursive YAML alias: this value contains an alias of itself",
+                )
+            if id(child) not in size:
+                stack.append((child, False))
