@@ -8,8 +8,10 @@ dataclasses of syncer/ledger/rows.py. The run locks are in syncer/ledger/lock.py
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, Table, func, select
+from sqlalchemy.engine import Connection
 
 from syncer.errors import LedgerError
 from syncer.ledger.rows import (
@@ -173,10 +175,6 @@ class Ledger(LedgerWrites):
 
     def invalid_rows(self, integration: str | None = None, limit: int = 1000) -> list[InvalidRow]:
         """The invalid rows of the last plan, in source order."""
-        query = select(invalid_rows_table)
-        if integration is not None:
-            query = query.where(invalid_rows_table.c.integration == integration)
-        query = query.order_by(invalid_rows_table.c.id).limit(limit)
         with self.translate_errors("reading invalid rows"), self._engine.connect() as conn:
             return [
                 InvalidRow(
@@ -187,24 +185,16 @@ class Ledger(LedgerWrites):
                     reason=r["reason"],
                     key=r["key"],
                 )
-                for r in conn.execute(query).mappings()
+                for r in conn.execute(_plan_rows(invalid_rows_table, integration, limit)).mappings()
             ]
 
     def invalid_row_counts(self) -> dict[str, int]:
         """How many invalid rows the last plan found, per integration."""
-        query = select(invalid_rows_table.c.integration, func.count()).group_by(
-            invalid_rows_table.c.integration
-        )
         with self.translate_errors("counting invalid rows"), self._engine.connect() as conn:
-            return {name: int(count) for name, count in conn.execute(query)}
+            return _counts_by_integration(conn, invalid_rows_table)
 
     def held_records(self, integration: str | None = None, limit: int = 1000) -> list[UnsafeStat]:
         """The statistics the last plan held, in plan order."""
-        h = held_records_table
-        query = select(h)
-        if integration is not None:
-            query = query.where(h.c.integration == integration)
-        query = query.order_by(h.c.id).limit(limit)
         with self.translate_errors("reading held statistics"), self._engine.connect() as conn:
             return [
                 UnsafeStat(
@@ -215,12 +205,23 @@ class Ledger(LedgerWrites):
                     effect=Effect(r["effect"]),
                     reason=r["reason"],
                 )
-                for r in conn.execute(query).mappings()
+                for r in conn.execute(_plan_rows(held_records_table, integration, limit)).mappings()
             ]
 
     def held_counts(self) -> dict[str, int]:
         """How many statistics the last plan held, per integration."""
-        h = held_records_table
-        query = select(h.c.integration, func.count()).group_by(h.c.integration)
         with self.translate_errors("counting held statistics"), self._engine.connect() as conn:
-            return {name: int(count) for name, count in conn.execute(query)}
+            return _counts_by_integration(conn, held_records_table)
+
+
+def _plan_rows(table: Table, integration: str | None, limit: int) -> Select[Any]:
+    """The rows the last plan stored in ``table`` (invalid rows, held statistics), in plan order."""
+    query = select(table)
+    if integration is not None:
+        query = query.where(table.c.integration == integration)
+    return query.order_by(table.c.id).limit(limit)
+
+
+def _counts_by_integration(conn: Connection, table: Table) -> dict[str, int]:
+    query = select(table.c.integration, func.count()).group_by(table.c.integration)
+    return {name: int(count) for name, count in conn.execute(query)}

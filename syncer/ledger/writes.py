@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -369,54 +369,50 @@ class LedgerWrites(LedgerBase):
 
     def replace_invalid_rows(self, integrations: Iterable[str], rows: Iterable[InvalidRow]) -> None:
         """Replace the stored invalid rows of these integrations by those of the latest plan."""
-        names = list(integrations)
-        now = _now()
-        with self.translate_errors("storing invalid rows"), self._engine.begin() as conn:
-            conn.execute(invalid_rows_table.delete().where(invalid_rows_table.c.integration.in_(names)))
-            chunk: list[dict[str, Any]] = []
-            for row in rows:
-                chunk.append(
-                    {
-                        "integration": row.integration,
-                        "kind": row.kind,
-                        "origin": row.origin,
-                        "field": row.field,
-                        "reason": row.reason,
-                        "key": row.key,
-                        "created_at": now,
-                    }
-                )
-                if len(chunk) >= 5000:
-                    conn.execute(insert(invalid_rows_table), chunk)
-                    chunk = []
-            if chunk:
-                conn.execute(insert(invalid_rows_table), chunk)
+        values = (
+            {
+                "integration": row.integration,
+                "kind": row.kind,
+                "origin": row.origin,
+                "field": row.field,
+                "reason": row.reason,
+                "key": row.key,
+            }
+            for row in rows
+        )
+        self._replace_plan_rows(invalid_rows_table, integrations, values, "storing invalid rows")
 
     def replace_held_records(self, integrations: Iterable[str], held: Iterable[UnsafeStat]) -> None:
         """Replace the held statistics of these integrations by those of the latest plan."""
+        values = (
+            {
+                "integration": stat.integration,
+                "key": stat.key,
+                "origin": stat.origin,
+                "action": stat.action.value,
+                "effect": stat.effect.value,
+                "reason": stat.reason,
+            }
+            for stat in held
+        )
+        self._replace_plan_rows(held_records_table, integrations, values, "storing held statistics")
+
+    def _replace_plan_rows(
+        self, table: Table, integrations: Iterable[str], values: Iterable[dict[str, Any]], doing: str
+    ) -> None:
+        """Delete these integrations' rows of ``table``, insert ``values`` in chunks: one transaction."""
         names = list(integrations)
         now = _now()
-        h = held_records_table
-        with self.translate_errors("storing held statistics"), self._engine.begin() as conn:
-            conn.execute(h.delete().where(h.c.integration.in_(names)))
+        with self.translate_errors(doing), self._engine.begin() as conn:
+            conn.execute(table.delete().where(table.c.integration.in_(names)))
             chunk: list[dict[str, Any]] = []
-            for stat in held:
-                chunk.append(
-                    {
-                        "integration": stat.integration,
-                        "key": stat.key,
-                        "origin": stat.origin,
-                        "action": stat.action.value,
-                        "effect": stat.effect.value,
-                        "reason": stat.reason,
-                        "created_at": now,
-                    }
-                )
+            for row in values:
+                chunk.append({**row, "created_at": now})
                 if len(chunk) >= 5000:
-                    conn.execute(insert(h), chunk)
+                    conn.execute(insert(table), chunk)
                     chunk = []
             if chunk:
-                conn.execute(insert(h), chunk)
+                conn.execute(insert(table), chunk)
 
 
 def _upsert(dialect: str, table: Any) -> Any:
