@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from sqlalchemy import (
@@ -89,7 +90,7 @@ def _effects_table(plan_id: str) -> Table:
         Column("action", String(16), nullable=False),  # new, changed, resend, retry
         Column("own_end", Text),  # its own attempt as the platform last confirmed it, if ever
         Column("own_done", Boolean),
-        # What the other attempts it meets are, at worst (_MEETS): in the ledger, and sent before.
+        # The worst other attempt it meets (_meets): confirmed in the ledger, and sent before it.
         Column("rcode", Integer),
         Column("scode", Integer),
         Column("effect", String(32)),
@@ -198,8 +199,10 @@ def predict(
     conn.execute(update(e).values(**codes))
     conn.execute(update(e).values(effect=effect))
     conn.execute(update(e).values(first_effect=e.c.effect))
-    sending = or_(e.c.effect.in_(_SAFE), e.c.integration.in_(list(send_unsafe)))
     first_unsafe = e.c.first_effect.not_in(_SAFE)
+    if conn.execute(select(e.c.id).where(first_unsafe).limit(1)).first() is None:
+        return Prediction(e, 0, 0)  # every statistic is safe: no rounds, nothing to hold
+    sending = or_(e.c.effect.in_(_SAFE), e.c.integration.in_(list(send_unsafe)))
     for _round in range(MAX_ROUNDS):
         changed = conn.execute(
             update(e).where(first_unsafe, e.c.sent != sending).values(sent=sending)
@@ -221,7 +224,7 @@ def predict(
         .values(action=ChangeAction.HELD.value)
     )
     unsafe = int(conn.execute(select(func.count()).where(unsafe_rows)).scalar_one())
-    held = int(conn.execute(select(func.count()).where(e.c.sent == false())).scalar_one()) if unsafe else 0
+    held = int(conn.execute(select(func.count()).where(e.c.sent == false())).scalar_one())
     return Prediction(e, unsafe, held)
 
 
@@ -265,22 +268,13 @@ def _codes(e: Table) -> dict[str, ColumnElement[int]]:
     )
     in_ledger = (
         select(func.max(_meets(r2.c.att_done, r2.c.att_end, e.c.fa)))
-        .where(
-            r2.c.integration == e.c.integration,
-            r2.c.kind == _STAT,
-            r2.c.grp == e.c.grp,
-            r2.c.first_at != e.c.fa,
-            r2.c.att_end.is_not(None),
-            ~updated_before,
-        )
+        .where(*_confirmed_in_pair(r2, e), ~updated_before)
         .correlate_except(r2)
         .scalar_subquery()
     )
     sent_before = (
         select(func.max(_meets(e2.c.done, e2.c.endv, e.c.fa)))
-        .where(
-            e2.c.integration == e.c.integration, e2.c.grp == e.c.grp, e2.c.fa < e.c.fa, e2.c.sent == true()
-        )
+        .where(*_sent_before_in_pair(e2, e))
         .correlate_except(e2)
         .scalar_subquery()
     )
@@ -303,39 +297,39 @@ def _effect(e: Table) -> ColumnElement[str]:
     )
 
 
+def _confirmed_in_pair(r2: Any, e: Table) -> list[ColumnElement[bool]]:
+    """Ledger rows ``r2``: the other statistics of the pair that the platform confirmed."""
+    return [
+        r2.c.integration == e.c.integration,
+        r2.c.kind == _STAT,
+        r2.c.grp == e.c.grp,
+        r2.c.first_at != e.c.fa,
+        r2.c.att_end.is_not(None),
+    ]
+
+
+def _sent_before_in_pair(e2: Any, e: Table) -> list[ColumnElement[bool]]:
+    """Plan rows ``e2``: the statistics of the pair the plan sends before this one."""
+    return [e2.c.integration == e.c.integration, e2.c.grp == e.c.grp, e2.c.fa < e.c.fa, e2.c.sent == true()]
+
+
 def _other(e: Table) -> ColumnElement[str]:
-    """The firstActivityAt of the attempt an unsafe statistic meets (the earliest such)."""
-    r2, e2, fa = records.alias("r2"), e.alias("e2"), e.c.fa
-    meets_ledger = case(
-        (e.c.effect == Effect.OVERWRITES.value, and_(r2.c.att_done == false(), r2.c.att_end > fa)),
-        else_=r2.c.att_end >= fa,
-    )
-    meets_sent = case(
-        (e.c.effect == Effect.OVERWRITES.value, and_(e2.c.done == false(), e2.c.endv > fa)),
-        else_=e2.c.endv >= fa,
-    )
+    """The firstActivityAt of the attempt an unsafe statistic meets (the earliest such).
+
+    For ``overwrites_another`` the open attempt it would overwrite, else one that blocks the
+    "new attempt" branch: the same ``_meets`` codes the prediction used.
+    """
+    r2, e2 = records.alias("r2"), e.alias("e2")
+    worst = case((e.c.effect == Effect.OVERWRITES.value, literal(_OVERWRITES)), else_=literal(_BLOCKS))
     in_ledger = (
         select(func.min(r2.c.first_at))
-        .where(
-            r2.c.integration == e.c.integration,
-            r2.c.kind == _STAT,
-            r2.c.grp == e.c.grp,
-            r2.c.first_at != fa,
-            r2.c.att_end.is_not(None),
-            meets_ledger,
-        )
+        .where(*_confirmed_in_pair(r2, e), _meets(r2.c.att_done, r2.c.att_end, e.c.fa) >= worst)
         .correlate_except(r2)
         .scalar_subquery()
     )
     in_plan = (
         select(func.min(e2.c.fa))
-        .where(
-            e2.c.integration == e.c.integration,
-            e2.c.grp == e.c.grp,
-            e2.c.fa < fa,
-            e2.c.sent == true(),
-            meets_sent,
-        )
+        .where(*_sent_before_in_pair(e2, e), _meets(e2.c.done, e2.c.endv, e.c.fa) >= worst)
         .correlate_except(e2)
         .scalar_subquery()
     )
