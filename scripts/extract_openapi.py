@@ -2,7 +2,9 @@
 
 The extract keeps types, enums, patterns, limits, required lists, parameters and response
 shapes of the endpoints syncer and its simulator use, and drops all prose (descriptions,
-examples, titles, summaries). It lets the test suite run without ``../shared``.
+examples, titles, summaries). The OAuth scope an operation requires is written in its prose
+("Required OAuth scope: `courses:read`."); it is a fact, kept as the operation's ``scopes``
+list (empty for the token endpoint). The extract lets the test suite run without ``../shared``.
 
     python scripts/extract_openapi.py            # rewrite tests/openapi/facts.json
     python scripts/extract_openapi.py --check    # exit 1 when the extract no longer matches
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,8 +38,14 @@ PATHS = {
         "/api/v2/integrations",
         "/api/v2/integrations/{integrationId}",
         "/api/v2/integrations/{integrationId}/courses/{externalId}",
+        "/api/v2/courses",
+        "/api/v2/courses/stats",
+        "/api/v2/courses/{courseId}/archive",
+        "/api/v2/users",
     ],
 }
+METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+SCOPE = re.compile(r"Required OAuth scopes?:([^\n]*)")
 PROSE = {
     "description",
     "example",
@@ -81,9 +90,24 @@ def refs(node: Any, found: set[str]) -> None:
             refs(v, found)
 
 
+def scopes(operation: dict[str, Any]) -> list[str]:
+    """The OAuth scopes an operation's description requires (``Required OAuth scope: `x`.``)."""
+    found = SCOPE.search(operation.get("description", ""))
+    return re.findall(r"`([^`]+)`", found.group(1)) if found else []
+
+
+def extract_path(item: dict[str, Any]) -> dict[str, Any]:
+    """The facts of one path item, each operation with its ``scopes``."""
+    out = strip(item)
+    for method, operation in item.items():
+        if method in METHODS:
+            out[method]["scopes"] = scopes(operation)
+    return out
+
+
 def extract_doc(doc: dict[str, Any], paths: list[str]) -> dict[str, Any]:
     """The facts of the named paths and every component schema they reach."""
-    out_paths = {p: strip(doc["paths"][p]) for p in paths}
+    out_paths = {p: extract_path(doc["paths"][p]) for p in paths}
     schemas = doc["components"]["schemas"]
     wanted: set[str] = set()
     refs(out_paths, wanted)
