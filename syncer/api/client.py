@@ -44,6 +44,11 @@ API_VERSION = "v2.0"
 TOKEN_PATH = "/api/v2/oauth2/token"
 INTEGRATIONS_PATH = "/api/v2/integrations"
 OPERATIONS_PATH = "/api/v2/bulk/operations"
+COURSES_PATH = "/api/v2/courses"
+COURSE_STATS_PATH = "/api/v2/courses/stats"
+USERS_PATH = "/api/v2/users"
+Params = Mapping[str, str] | Sequence[tuple[str, str]]
+"""Query parameters: a mapping, or pairs where a filter takes an array (``courseId[in]`` repeated)."""
 
 # Method and path suffix of each bulk submission (bulk-api.json).
 _BULK_ROUTES: Mapping[OperationType, tuple[str, str]] = {
@@ -151,6 +156,42 @@ class ApiClient:
         params = {"externalPlatform[eq]": platform} if platform is not None else None
         return [item async for item in self._pages(f"{self._base}{INTEGRATIONS_PATH}", params)]
 
+    async def fetch_external_course(self, integration_id: str, external_id: str) -> dict[str, Any] | None:
+        """One external course of an integration (``ExternalCourseResponseDTO``), None when it has none.
+
+        The answer for an externalId never imported is not documented (reference §6): both
+        ``courseNotBelongToIntegration`` (400) and a 404 other than ``integrationNotFound`` read as none.
+        """
+        url = (
+            f"{self._base}{INTEGRATIONS_PATH}/{quote(integration_id, safe='')}"
+            f"/courses/{quote(external_id, safe='')}"
+        )
+        try:
+            return _object(await self._call("GET", url), "GET external course")
+        except ApiError as err:
+            if isinstance(err, ApiUnavailable):
+                raise
+            if err.code == "courseNotBelongToIntegration" or (
+                err.status == 404 and err.code != "integrationNotFound"
+            ):
+                return None
+            raise
+
+    async def fetch_courses(self, params: Params | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Courses of the platform (``CourseDTO``, pages of 500) matching bracket filters."""
+        async for item in self._pages(f"{self._base}{COURSES_PATH}", params):
+            yield item
+
+    async def fetch_course_stats(self, params: Params | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Attempts (``CourseStatDTO``), one page (up to 500) at a time, matching bracket filters."""
+        async for page in self._page_lists(f"{self._base}{COURSE_STATS_PATH}", params):
+            yield page
+
+    async def fetch_users(self, params: Params | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Users (``UserDTO``), one page (up to 500) at a time, matching bracket filters."""
+        async for page in self._page_lists(f"{self._base}{USERS_PATH}", params):
+            yield page
+
     async def create_integration(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create an integration; returns it with its ``_id``."""
         url = f"{self._base}{INTEGRATIONS_PATH}"
@@ -222,16 +263,20 @@ class ApiClient:
 
     # ----------------------------------------------------------------- machinery
 
-    async def _pages(self, url: str, params: Mapping[str, str] | None) -> AsyncIterator[dict[str, Any]]:
+    async def _pages(self, url: str, params: Params | None) -> AsyncIterator[dict[str, Any]]:
         """Items of a paginated list, following ``Link: <url>; rel="next"``."""
+        async for page in self._page_lists(url, params):
+            for item in page:
+                yield item
+
+    async def _page_lists(self, url: str, params: Params | None) -> AsyncIterator[list[dict[str, Any]]]:
+        """The pages of a paginated list, each as its list of objects."""
         next_url: str | None = url
         while next_url is not None:
             resp = await self._call("GET", next_url, params=params)
             if not isinstance(resp.data, list):
                 raise ApiError(f"GET {_path(next_url)}: the answer is not a JSON array", status=resp.status)
-            for item in resp.data:
-                if isinstance(item, Mapping):
-                    yield dict(item)
+            yield [dict(item) for item in resp.data if isinstance(item, Mapping)]
             # The next URL carries the original filters in its cursor.
             next_url, params = resp.next_url, None
 
@@ -241,7 +286,7 @@ class ApiClient:
         url: str,
         *,
         body: Any = None,
-        params: Mapping[str, str] | None = None,
+        params: Params | None = None,
         submission: bool = False,
     ) -> _Response:
         """The retry loop: repeat ``_request`` while the error is retryable and time remains."""
@@ -271,7 +316,7 @@ class ApiClient:
         url: str,
         *,
         body: Any = None,
-        params: Mapping[str, str] | None = None,
+        params: Params | None = None,
         submission: bool = False,
         auth: bool = True,
     ) -> _Response:
@@ -315,7 +360,7 @@ class ApiClient:
         url: str,
         *,
         body: Any,
-        params: Mapping[str, str] | None,
+        params: Params | None,
         token: str | None,
         submission: bool,
     ) -> tuple[int, Any, str, URL, Mapping[str, str], Mapping[str, Any]]:
