@@ -12,6 +12,7 @@ plan's writes through ``planning.py``. Other stages may read the Table objects, 
 from __future__ import annotations
 
 from syncer.ledger.migrate import SCHEMA_REVISION, alembic_config
+from syncer.ledger.platform import DriftInfo, IntegrationInfo
 from syncer.ledger.rows import OperationInfo, OperationItem, RecordCount, RejectedRecord, RunInfo
 from syncer.ledger.schema import Base, ItemStatus, LockRow, RunStatus, operations, records
 from syncer.ledger.store import Ledger
@@ -20,6 +21,8 @@ from syncer.ledger.writes import request_hash
 __all__ = [
     "SCHEMA_REVISION",
     "Base",
+    "DriftInfo",
+    "IntegrationInfo",
     "ItemStatus",
     "Ledger",
     "LockRow",

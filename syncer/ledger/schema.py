@@ -33,6 +33,8 @@ from syncer.models import OperationStatus, OperationType, RecordKind, RecordStat
 __all__ = [
     "NAMING_CONVENTION",
     "Base",
+    "DriftRow",
+    "ForeignAttemptRow",
     "HeldRecordRow",
     "IntegrationRow",
     "InvalidRowRow",
@@ -41,9 +43,13 @@ __all__ = [
     "LockRow",
     "OperationItemRow",
     "OperationRow",
+    "PlatformCourseRow",
+    "PlatformUserRow",
     "RecordRow",
     "RunRow",
     "RunStatus",
+    "drift_table",
+    "foreign_attempts_table",
     "held_records_table",
     "integrations_table",
     "invalid_rows_table",
@@ -51,6 +57,8 @@ __all__ = [
     "locks_table",
     "operation_items",
     "operations",
+    "platform_courses_table",
+    "platform_users_table",
     "records",
     "runs",
 ]
@@ -108,6 +116,9 @@ class LedgerState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    # When `syncer refresh --users` last listed the platform's learners: the learner check of
+    # the plan is on from then (docs/refresh.md); None: never listed, the check is off.
+    users_listed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class RunRow(Base):
@@ -126,13 +137,19 @@ class RunRow(Base):
 
 
 class IntegrationRow(Base):
-    """A config integration name and its 360Learning id."""
+    """A config integration name and its 360Learning id: the id is its identity, the name a label.
+
+    ``group_id`` and ``platform`` let a renamed key be recognised without calling the API;
+    ``refreshed_at``: when the platform was last read back for it (syncer/refresh).
+    """
 
     __tablename__ = "integrations"
 
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     api_id: Mapped[str | None] = mapped_column(String(24))
     platform: Mapped[str | None] = mapped_column(String(255))
+    group_id: Mapped[str | None] = mapped_column(String(24))
+    refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class OperationRow(Base):
@@ -256,6 +273,64 @@ class HeldRecordRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class PlatformCourseRow(Base):
+    """An external course as the last refresh found it on the platform."""
+
+    __tablename__ = "platform_courses"
+
+    integration: Mapped[str] = mapped_column(String(255), primary_key=True)
+    external_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    course_id: Mapped[str | None] = mapped_column(String(24))  # None: not on the platform
+    status: Mapped[str] = mapped_column(String(16))  # published, archived, missing
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PlatformUserRow(Base):
+    """A learner of the platform, as a refresh read it (its e-mail lowercased; never printed)."""
+
+    __tablename__ = "platform_users"
+
+    user_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    mail: Mapped[str | None] = mapped_column(Text, index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ForeignAttemptRow(Base):
+    """An attempt on the platform that no statistic of syncer's made (a launch, another tool).
+
+    Keyed by the (course, learner) pair as ``records.grp`` writes it: the attempt prediction
+    meets it like a confirmed attempt (syncer/plan/attempts.py).
+    """
+
+    __tablename__ = "foreign_attempts"
+    __table_args__ = (Index("ix_foreign_attempts_pair", "integration", "grp"),)
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    integration: Mapped[str] = mapped_column(String(255))
+    grp: Mapped[str] = mapped_column(Text)
+    first_at: Mapped[str] = mapped_column(Text)
+    att_end: Mapped[str] = mapped_column(Text)
+    att_done: Mapped[bool] = mapped_column(Boolean)
+    attempt_id: Mapped[str | None] = mapped_column(String(24))
+
+
+class DriftRow(Base):
+    """A difference the last refresh of an integration found between the ledger and the platform."""
+
+    __tablename__ = "drift"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    integration: Mapped[str] = mapped_column(String(255), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # course, stat, integration
+    key: Mapped[str] = mapped_column(Text)
+    what: Mapped[str] = mapped_column(String(32))  # archived, edited, missing, recreated, ...
+    old: Mapped[str | None] = mapped_column(Text)
+    new: Mapped[str | None] = mapped_column(Text)
+    restore: Mapped[bool] = mapped_column(Boolean)  # the next apply restores it
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 records = cast(Table, RecordRow.__table__)
 held_records_table = cast(Table, HeldRecordRow.__table__)
 operations = cast(Table, OperationRow.__table__)
@@ -265,3 +340,7 @@ integrations_table = cast(Table, IntegrationRow.__table__)
 invalid_rows_table = cast(Table, InvalidRowRow.__table__)
 ledger_state = cast(Table, LedgerState.__table__)
 locks_table = cast(Table, LockRow.__table__)
+platform_courses_table = cast(Table, PlatformCourseRow.__table__)
+platform_users_table = cast(Table, PlatformUserRow.__table__)
+foreign_attempts_table = cast(Table, ForeignAttemptRow.__table__)
+drift_table = cast(Table, DriftRow.__table__)

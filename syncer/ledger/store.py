@@ -14,6 +14,7 @@ from sqlalchemy import Select, Table, func, select
 from sqlalchemy.engine import Connection
 
 from syncer.errors import LedgerError
+from syncer.ledger.platform import LedgerPlatform
 from syncer.ledger.rows import (
     OperationInfo,
     OperationItem,
@@ -33,7 +34,6 @@ from syncer.ledger.schema import (
     records,
     runs,
 )
-from syncer.ledger.writes import LedgerWrites
 from syncer.models import (
     ChangeAction,
     Effect,
@@ -47,7 +47,7 @@ from syncer.models import (
 __all__ = ["Ledger"]
 
 
-class Ledger(LedgerWrites):
+class Ledger(LedgerPlatform):
     """The repository over the ledger database. Methods are transactional and idempotent."""
 
     # -- runs and integrations -------------------------------------------------------------

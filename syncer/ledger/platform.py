@@ -1,0 +1,318 @@
+"""What the platform holds, as a refresh read it back: the ledger's side of syncer/refresh.
+
+``LedgerPlatform`` adds to the ledger's writes those of a refresh (platform courses, learners,
+foreign attempts, drift, adopted records) and of integration identity (a renamed key, an
+integration recreated on the platform), with the reads that go with them. An integration's
+identity is its platform ``_id``; its YAML key is a name (docs/refresh.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+
+from syncer.ledger.schema import (
+    drift_table,
+    foreign_attempts_table,
+    held_records_table,
+    integrations_table,
+    invalid_rows_table,
+    ledger_state,
+    operations,
+    platform_courses_table,
+    platform_users_table,
+    records,
+)
+from syncer.ledger.writes import LedgerWrites, _now, _upsert
+from syncer.models import RecordKind, RecordStatus
+
+__all__ = ["DriftInfo", "IntegrationInfo", "LedgerPlatform"]
+
+_CHUNK = 2000
+# Tables whose rows belong to one integration by its name.
+_BY_NAME: tuple[Table, ...] = (
+    records,
+    operations,
+    invalid_rows_table,
+    held_records_table,
+    platform_courses_table,
+    foreign_attempts_table,
+    drift_table,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationInfo:
+    """An integration as the ledger knows it: name, platform id, platform name and group."""
+
+    name: str
+    api_id: str | None
+    platform: str | None
+    group_id: str | None
+    refreshed_at: datetime | None
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
+class DriftInfo:
+    """One difference the last refresh found between the ledger and the platform."""
+
+    integration: str
+    kind: str
+    key: str
+    what: str
+    old: str | None
+    new: str | None
+    restore: bool
+
+
+class LedgerPlatform(LedgerWrites):
+    """Writes and reads of the platform's state as refreshed, and of integration identity."""
+
+    # -- identity ----------------------------------------------------------------------------
+
+    def integration_infos(self) -> list[IntegrationInfo]:
+        """Every integration the ledger knows (by name), with its record count."""
+        counts = (
+            select(records.c.integration, func.count().label("n")).group_by(records.c.integration).subquery()
+        )
+        i = integrations_table.c
+        with self.translate_errors("reading integrations"), self._engine.connect() as conn:
+            known = {
+                row.name: IntegrationInfo(
+                    row.name, row.api_id, row.platform, row.group_id, row.refreshed_at, int(row.n or 0)
+                )
+                for row in conn.execute(
+                    select(i.name, i.api_id, i.platform, i.group_id, i.refreshed_at, counts.c.n).outerjoin(
+                        counts, counts.c.integration == i.name
+                    )
+                )
+            }
+            for name, n in conn.execute(select(counts.c.integration, counts.c.n)):
+                if name not in known:
+                    known[name] = IntegrationInfo(name, None, None, None, None, int(n))
+        return sorted(known.values(), key=lambda info: info.name)
+
+    def record_integration(
+        self, name: str, api_id: str, *, platform: str | None = None, group_id: str | None = None
+    ) -> None:
+        """Record an integration's platform id, and its platform name and group when known."""
+        values: dict[str, Any] = {"api_id": api_id}
+        if platform is not None:
+            values["platform"] = platform
+        if group_id is not None:
+            values["group_id"] = group_id
+        with self.translate_errors("recording an integration"), self._engine.begin() as conn:
+            stmt = _upsert(self.dialect, integrations_table).values(name=name, **values)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=values))
+
+    def rename_integration(self, old: str, new: str) -> None:
+        """Move everything recorded under ``old`` to ``new`` (a renamed key: nothing is resent)."""
+        with self._write("renaming an integration") as conn:
+            conn.execute(delete(integrations_table).where(integrations_table.c.name == new))
+            for table in (*_BY_NAME, integrations_table):
+                column = table.c.name if table is integrations_table else table.c.integration
+                conn.execute(update(table).where(column == old).values({column.name: new}))
+
+    def forget_integration(self, name: str) -> int:
+        """Forget what was sent for an integration whose platform ``_id`` changed; return how many
+        records. Its records are unsent for the new ``_id`` (courses imported again, then statistics);
+        its operations stay as history."""
+        with self._write("forgetting an integration's records") as conn:
+            count = conn.execute(delete(records).where(records.c.integration == name)).rowcount
+            for table in (platform_courses_table, foreign_attempts_table, held_records_table):
+                conn.execute(delete(table).where(table.c.integration == name))
+            return int(count or 0)
+
+    def mark_refreshed(self, name: str) -> None:
+        """Note when the platform was last read back for an integration."""
+        with self.translate_errors("recording a refresh"), self._engine.begin() as conn:
+            conn.execute(
+                update(integrations_table)
+                .where(integrations_table.c.name == name)
+                .values(refreshed_at=_now())
+            )
+
+    # -- what the platform holds -----------------------------------------------------------------
+
+    def replace_platform_courses(self, name: str, courses: Iterable[tuple[str, str | None, str]]) -> None:
+        """The integration's external courses as found: (externalId, course id or None, status)."""
+        now = _now()
+        rows = [
+            {"integration": name, "external_id": e, "course_id": c, "status": s, "seen_at": now}
+            for e, c, s in courses
+        ]
+        with self.translate_errors("recording platform courses"), self._engine.begin() as conn:
+            conn.execute(delete(platform_courses_table).where(platform_courses_table.c.integration == name))
+            for start in range(0, len(rows), _CHUNK):
+                conn.execute(insert(platform_courses_table), rows[start : start + _CHUNK])
+
+    def record_users(self, users: Iterable[tuple[str, str | None, str]], *, listed: bool = False) -> int:
+        """Learners read from the platform: (id, e-mail, status); ``listed``: all of them were read
+        (``refresh --users``), which turns the learner check on. Returns how many."""
+        now = _now()
+        rows = [
+            {"user_id": u.lower(), "mail": m.strip().lower() if m else None, "status": s, "seen_at": now}
+            for u, m, s in users
+        ]
+        t = platform_users_table
+        with self.translate_errors("recording learners"), self._engine.begin() as conn:
+            if listed:
+                conn.execute(delete(t))  # the full list replaces what was known
+            for start in range(0, len(rows), _CHUNK):
+                stmt = _upsert(self.dialect, t)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["user_id"],
+                        set_={"mail": stmt.excluded.mail, "status": stmt.excluded.status, "seen_at": now},
+                    ),
+                    rows[start : start + _CHUNK],
+                )
+            if listed:
+                conn.execute(update(ledger_state).values(users_listed_at=now))
+        return len(rows)
+
+    def learner_ids(self, mails: Sequence[str]) -> dict[str, str]:
+        """E-mail (lowercased) -> user id of the learners known with these e-mails (not deleted)."""
+        t = platform_users_table.c
+        wanted = sorted({m.strip().lower() for m in mails})
+        found: dict[str, str] = {}
+        with self.translate_errors("reading learners"), self._engine.connect() as conn:
+            for start in range(0, len(wanted), 500):  # stay far below bound-parameter limits
+                chunk = wanted[start : start + 500]
+                query = select(t.mail, t.user_id).where(t.mail.in_(chunk), t.status != "deleted")
+                found.update({mail: user for mail, user in conn.execute(query)})
+        return found
+
+    def users_listed_at(self) -> datetime | None:
+        """When the platform's learners were last listed (None: never; the learner check is off)."""
+        with self.translate_errors("reading the ledger state"), self._engine.connect() as conn:
+            return conn.execute(select(ledger_state.c.users_listed_at)).scalar_one_or_none()
+
+    def replace_foreign_attempts(self, name: str, attempts: Iterable[Mapping[str, Any]]) -> int:
+        """The attempts of the integration's pairs that no statistic of syncer's made."""
+        t = foreign_attempts_table
+        count = 0
+        with self.translate_errors("recording foreign attempts"), self._engine.begin() as conn:
+            conn.execute(delete(t).where(t.c.integration == name))
+            chunk: list[dict[str, Any]] = []
+            for attempt in attempts:
+                chunk.append({"integration": name, **attempt})
+                if len(chunk) >= _CHUNK:
+                    conn.execute(insert(t), chunk)
+                    count += len(chunk)
+                    chunk = []
+            if chunk:
+                conn.execute(insert(t), chunk)
+                count += len(chunk)
+        return count
+
+    def replace_drift(self, name: str, drift: Sequence[DriftInfo]) -> None:
+        """What the last refresh of an integration found different from the ledger."""
+        now = _now()
+        rows = [
+            {
+                "integration": name,
+                "kind": d.kind,
+                "key": d.key,
+                "what": d.what,
+                "old": d.old,
+                "new": d.new,
+                "restore": d.restore,
+                "created_at": now,
+            }
+            for d in drift
+        ]
+        with self.translate_errors("recording drift"), self._engine.begin() as conn:
+            conn.execute(delete(drift_table).where(drift_table.c.integration == name))
+            for start in range(0, len(rows), _CHUNK):
+                conn.execute(insert(drift_table), rows[start : start + _CHUNK])
+
+    def drift(self, integrations: Iterable[str] | None = None) -> list[DriftInfo]:
+        """The drift the last refresh of each integration found, in integration and key order."""
+        t = drift_table.c
+        query = select(t.integration, t.kind, t.key, t.what, t.old, t.new, t.restore).order_by(
+            t.integration, t.kind, t.key
+        )
+        if integrations is not None:
+            query = query.where(t.integration.in_(list(integrations)))
+        with self.translate_errors("reading drift"), self._engine.connect() as conn:
+            return [DriftInfo(*row) for row in conn.execute(query)]
+
+    # -- records the platform already holds ------------------------------------------------------
+
+    def adopt_records(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Record as synced what the platform already holds (no operation carried them).
+
+        Each row: integration, kind, key, hash, payload, origin, live, source_digest and, for a
+        statistic, grp, first_at, att_end, att_done. Returns how many.
+        """
+        now = _now()
+        count = 0
+        with self._write("adopting records") as conn:
+            chunk: list[dict[str, Any]] = []
+            for row in rows:
+                chunk.append(
+                    {
+                        "status": RecordStatus.SYNCED,
+                        "last_operation_id": None,
+                        "message": None,
+                        "created_at": now,
+                        "updated_at": now,
+                        "grp": None,
+                        "first_at": None,
+                        "att_end": None,
+                        "att_done": None,
+                        **row,
+                    }
+                )
+                if len(chunk) >= _CHUNK:
+                    count += self._adopt(conn, chunk)
+                    chunk = []
+            if chunk:
+                count += self._adopt(conn, chunk)
+        return count
+
+    def _adopt(self, conn: Any, chunk: list[dict[str, Any]]) -> int:
+        stmt = _upsert(self.dialect, records)
+        columns = (
+            "hash", "payload", "status", "live", "last_operation_id", "message", "origin",
+            "source_digest", "grp", "first_at", "att_end", "att_done", "updated_at",
+        )  # fmt: skip
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["integration", "kind", "key"],
+                set_={c: getattr(stmt.excluded, c) for c in columns},
+            ),
+            chunk,
+        )
+        return len(chunk)
+
+    def restore_courses(self, name: str, *, reimport: Sequence[str] = (), resend: Sequence[str] = ()) -> None:
+        """Make the next plan restore courses the platform lost or changed.
+
+        ``reimport``: archived or missing on the platform (the plan imports them anew);
+        ``resend``: edited on the platform (the plan sends the source's content again).
+        """
+        target = (
+            records.c.integration == name,
+            records.c.kind == RecordKind.COURSE,
+            records.c.key == bindparam("k"),
+        )
+        with self._write("recording drift to restore") as conn:
+            if reimport:
+                conn.execute(
+                    update(records).where(*target).values(live=False, source_digest=None),
+                    [{"k": k} for k in reimport],
+                )
+            if resend:
+                conn.execute(
+                    update(records).where(*target).values(hash="drift", source_digest=None),
+                    [{"k": k} for k in resend],
+                )
+            if not reimport and not resend:
+                conn.rollback()
