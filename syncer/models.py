@@ -158,6 +158,9 @@ class Effect(StrEnum):
     DUPLICATE = "duplicate"  # its own attempt exists, but the platform would open a second one
     OVERWRITES = "overwrites_another"  # another open attempt of the pair would take its values
     UNDEFINED = "undefined"  # no documented branch applies (equal times, completed overlap)
+    # Preflight (docs/refresh.md): the platform would refuse it; held whatever on_unsafe_change says.
+    UNKNOWN_LEARNER = "unknown_learner"  # not a learner of the platform (after refresh --users)
+    COURSE_MISSING = "course_missing"  # the course is neither live on the platform nor imported now
 
     @property
     def safe(self) -> bool:
@@ -176,6 +179,8 @@ _EFFECT_LABELS = {
     Effect.DUPLICATE: "duplicate",
     Effect.OVERWRITES: "overwrites another attempt",
     Effect.UNDEFINED: "undefined",
+    Effect.UNKNOWN_LEARNER: "unknown learner",
+    Effect.COURSE_MISSING: "course not on the platform",
 }
 
 

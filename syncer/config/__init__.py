@@ -20,6 +20,7 @@ from syncer.config.model import FilterSpec as FilterSpec
 from syncer.config.model import IntegrationConfig as IntegrationConfig
 from syncer.config.model import Limits as Limits
 from syncer.config.model import ObjectConfig as ObjectConfig
+from syncer.config.model import OnDrift as OnDrift
 from syncer.config.model import SourceConfig as SourceConfig
 from syncer.config.model import SourceKind as SourceKind
 from syncer.config.model import Tolerance as Tolerance
@@ -39,6 +40,7 @@ __all__ = [
     "IntegrationConfig",
     "Limits",
     "ObjectConfig",
+    "OnDrift",
     "Secret",
     "SourceConfig",
     "SourceKind",

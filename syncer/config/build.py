@@ -24,6 +24,7 @@ from syncer.config.model import (
     IntegrationConfig,
     Limits,
     ObjectConfig,
+    OnDrift,
     SourceConfig,
     SourceKind,
     Tolerance,
@@ -144,6 +145,7 @@ def _build_object(doc: Document, path: NodePath, spec: dict[str, Any]) -> Object
         archive_missing=bool(spec.get("archive_missing", False)),
         force_new=force_new,
         on_unsafe_change=UnsafeChange(spec.get("on_unsafe_change", UnsafeChange.HOLD.value)),
+        on_drift=OnDrift(spec.get("on_drift", OnDrift.RESTORE.value)),
         where=doc.where(path),
     )
 

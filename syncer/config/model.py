@@ -23,6 +23,13 @@ class SourceKind(StrEnum):
     SQL = "sql"
 
 
+class OnDrift(StrEnum):
+    """What apply does with a course the platform changed by hand since syncer sent it."""
+
+    RESTORE = "restore"  # send it again (the default): the source is the truth
+    REPORT = "report"  # list it as drift only
+
+
 class UnsafeChange(StrEnum):
     """What to do with a statistic whose predicted effect on the platform's attempts is unsafe."""
 
@@ -134,6 +141,7 @@ class ObjectConfig:
     archive_missing: bool = False  # courses only
     force_new: bool = False  # stats only; a field rule for forceNew is in ``fields`` instead
     on_unsafe_change: UnsafeChange = UnsafeChange.HOLD  # stats only
+    on_drift: OnDrift = OnDrift.RESTORE  # courses only
     where: str = ""
 
 

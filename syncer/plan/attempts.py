@@ -22,6 +22,15 @@ gets one ``Effect`` (docs/attempts.md):
 The last three are unsafe: held (their action becomes ``held``: never sent, listed, exit 3)
 unless the integration says ``stats.on_unsafe_change: send``.
 
+Before that, a preflight (``Preflight``, docs/refresh.md) holds what the platform would refuse
+whatever its attempts: ``course_missing`` (the course is neither live on the platform, as the
+ledger and the last refresh know it, nor imported by the same plan) and, once the platform's
+learners were listed (``syncer refresh --users``), ``unknown_learner``. Those are held always and
+take no part in the prediction of the others.
+
+The attempts of a pair that no statistic of syncer's made (``foreign_attempts``: opened by a
+launch, or by another tool, found by a refresh) are met like confirmed ones.
+
 Holding a statistic removes its new state from what later statistics of the pair meet, which
 can make them safe: the prediction is repeated until nothing changes (each round settles at
 least the next statistic of every pair; safety only grows as known attempts are removed, so
@@ -65,9 +74,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from syncer.ledger import records
+from syncer.ledger.schema import foreign_attempts_table, platform_courses_table, platform_users_table
 from syncer.models import ChangeAction, Effect, RecordKind, UnsafeStat
 
-__all__ = ["MAX_ROUNDS", "Prediction", "predict"]
+__all__ = ["MAX_ROUNDS", "Prediction", "Preflight", "predict"]
 
 MAX_ROUNDS = 20
 """Rounds of prediction before the rest of the first round's unsafe statistics are simply held."""
@@ -97,8 +107,22 @@ def _effects_table(plan_id: str) -> Table:
         Column("first_effect", String(32)),
         Column("sent", Boolean, nullable=False),  # sent in this plan (safe, or sent by choice)
         Column("other", Text),  # firstActivityAt of the attempt an unsafe effect meets
+        Column("pre", String(32)),  # the preflight's effect: the platform would refuse it
         prefixes=["TEMPORARY"],
     )
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What the plan checks before predicting attempts (docs/refresh.md).
+
+    ``courses``: integrations whose statistics need their course live on the platform or
+    imported by the same plan; ``learners``: the platform's learners were listed, so a
+    statistic of a learner the platform does not have is held.
+    """
+
+    courses: frozenset[str] = frozenset()
+    learners: bool = False
 
 
 @dataclass
@@ -151,7 +175,12 @@ class Prediction:
 
 
 def predict(
-    conn: Connection, staged: Table, actions: Table, plan_id: str, send_unsafe: Collection[str] = ()
+    conn: Connection,
+    staged: Table,
+    actions: Table,
+    plan_id: str,
+    send_unsafe: Collection[str] = (),
+    preflight: Preflight | None = None,
 ) -> Prediction:
     """Give every statistic the plan sends an effect; turn the unsafe ones' action into ``held``.
 
@@ -194,13 +223,16 @@ def predict(
         return Prediction(e, 0, 0)
     Index(None, e.c.integration, e.c.grp, e.c.fa, e.c.sent, e.c.endv, e.c.done).create(conn)
     conn.exec_driver_sql(f"ANALYZE {e.name}")
+    checked = _preflight(conn, e, s, a, preflight or Preflight())
+    if checked:  # refused whatever the attempts: held, and met by no other statistic
+        conn.execute(update(e).where(e.c.pre.is_not(None)).values(sent=false()))
     codes = _codes(e)
-    effect = _effect(e)
+    effect = case((e.c.pre.is_not(None), e.c.pre), else_=_effect(e))
     conn.execute(update(e).values(**codes))
     conn.execute(update(e).values(effect=effect))
     conn.execute(update(e).values(first_effect=e.c.effect))
-    first_unsafe = e.c.first_effect.not_in(_SAFE)
-    if conn.execute(select(e.c.id).where(first_unsafe).limit(1)).first() is None:
+    first_unsafe = and_(e.c.first_effect.not_in(_SAFE), e.c.pre.is_(None))
+    if not checked and conn.execute(select(e.c.id).where(first_unsafe).limit(1)).first() is None:
         return Prediction(e, 0, 0)  # every statistic is safe: no rounds, nothing to hold
     sending = or_(e.c.effect.in_(_SAFE), e.c.integration.in_(list(send_unsafe)))
     for _round in range(MAX_ROUNDS):
@@ -217,7 +249,7 @@ def predict(
         conn.execute(update(e).where(first_unsafe).values(effect=e.c.first_effect))
         conn.execute(update(e).where(first_unsafe).values(sent=e.c.integration.in_(list(send_unsafe))))
     unsafe_rows = e.c.effect.not_in(_SAFE)
-    conn.execute(update(e).where(unsafe_rows).values(other=_other(e)))
+    conn.execute(update(e).where(unsafe_rows, e.c.pre.is_(None)).values(other=_other(e)))
     conn.execute(
         update(a)
         .where(a.c.id.in_(select(e.c.id).where(e.c.sent == false())))
@@ -272,13 +304,24 @@ def _codes(e: Table) -> dict[str, ColumnElement[int]]:
         .correlate_except(r2)
         .scalar_subquery()
     )
+    f = foreign_attempts_table.alias("f")
+    foreign = (
+        select(func.max(_meets(f.c.att_done, f.c.att_end, e.c.fa)))
+        .where(*_foreign_in_pair(f, e))
+        .correlate_except(f)
+        .scalar_subquery()
+    )
     sent_before = (
         select(func.max(_meets(e2.c.done, e2.c.endv, e.c.fa)))
-        .where(*_sent_before_in_pair(e2, e))
+        .where(*_sent_before_in_pair(e2, e), e2.c.pre.is_(None))
         .correlate_except(e2)
         .scalar_subquery()
     )
-    return {"rcode": func.coalesce(in_ledger, 0), "scode": func.coalesce(sent_before, 0)}
+    ledger = case(
+        (func.coalesce(foreign, 0) > func.coalesce(in_ledger, 0), func.coalesce(foreign, 0)),
+        else_=func.coalesce(in_ledger, 0),
+    )
+    return {"rcode": ledger, "scode": func.coalesce(sent_before, 0)}
 
 
 def _effect(e: Table) -> ColumnElement[str]:
@@ -308,6 +351,54 @@ def _confirmed_in_pair(r2: Any, e: Table) -> list[ColumnElement[bool]]:
     ]
 
 
+def _foreign_in_pair(f: Any, e: Table) -> list[ColumnElement[bool]]:
+    """Foreign attempts ``f`` of the pair (made by no statistic of syncer's)."""
+    return [f.c.integration == e.c.integration, f.c.grp == e.c.grp, f.c.first_at != e.c.fa]
+
+
+def _preflight(conn: Connection, e: Table, s: Table, a: Table, preflight: Preflight) -> bool:
+    """Note in ``pre`` the statistics the platform would refuse whatever its attempts; True if any."""
+    if not preflight.courses and not preflight.learners:
+        return False
+    grp = cast(e.c.grp, JSON) if conn.dialect.name == "postgresql" else type_coerce(e.c.grp, JSON)
+    ctype, course = grp[0].as_string(), grp[1].as_string()
+    utype, learner = grp[2].as_string(), func.lower(grp[3].as_string())
+    checks: list[tuple[ColumnElement[bool], Any]] = []
+    if preflight.courses:
+        r, pc, s2, a2 = records.alias("rc"), platform_courses_table.alias("pc"), s.alias("s2"), a.alias("a2")
+        imported_now = exists().where(
+            a2.c.id == s2.c.id,
+            s2.c.integration == e.c.integration,
+            s2.c.kind == RecordKind.COURSE.value,
+            s2.c.key == course,
+            a2.c.action.in_([x.value for x in _SENT_ACTIONS]),
+        )
+        found = exists().where(pc.c.integration == e.c.integration, pc.c.external_id == course)
+        published = exists().where(
+            pc.c.integration == e.c.integration, pc.c.external_id == course, pc.c.status == "published"
+        )
+        # ``live`` is set by a successful import only and cleared by an archive: a course whose
+        # later edit is pending or was refused is still live with its earlier content.
+        live_in_ledger = exists().where(
+            r.c.integration == e.c.integration,
+            r.c.kind == RecordKind.COURSE.value,
+            r.c.key == course,
+            r.c.live == true(),
+        )
+        live = or_(imported_now, published, and_(~found, live_in_ledger))
+        missing = and_(e.c.integration.in_(sorted(preflight.courses)), ctype == "externalId", ~live)
+        checks.append((missing, literal(Effect.COURSE_MISSING.value)))
+    if preflight.learners:
+        u = platform_users_table.alias("u")
+        known = exists().where(
+            u.c.status != "deleted",
+            case((utype == "mail", u.c.mail), else_=u.c.user_id) == learner,
+        )
+        checks.append((~known, literal(Effect.UNKNOWN_LEARNER.value)))
+    refused = or_(*(condition for condition, _effect in checks))
+    return bool(conn.execute(update(e).where(refused).values(pre=case(*checks, else_=None))).rowcount)
+
+
 def _sent_before_in_pair(e2: Any, e: Table) -> list[ColumnElement[bool]]:
     """Plan rows ``e2``: the statistics of the pair the plan sends before this one."""
     return [e2.c.integration == e.c.integration, e2.c.grp == e.c.grp, e2.c.fa < e.c.fa, e2.c.sent == true()]
@@ -333,7 +424,14 @@ def _other(e: Table) -> ColumnElement[str]:
         .correlate_except(e2)
         .scalar_subquery()
     )
-    return func.coalesce(in_ledger, in_plan)
+    f = foreign_attempts_table.alias("f")
+    foreign = (
+        select(func.min(f.c.first_at))
+        .where(*_foreign_in_pair(f, e), _meets(f.c.att_done, f.c.att_end, e.c.fa) >= worst)
+        .correlate_except(f)
+        .scalar_subquery()
+    )
+    return func.coalesce(in_ledger, foreign, in_plan)
 
 
 def _when(value: str | None) -> str:
@@ -362,6 +460,16 @@ def _reason(
     except (ValueError, TypeError):
         course, learner = "?", "?"
     this = f"the attempt of {learner} on {course} started {_when(fa)}"
+    if effect is Effect.UNKNOWN_LEARNER:
+        return (
+            f"{learner} is not a learner of the platform (as of the last `syncer refresh --users`); "
+            "sent once the learner exists there and a refresh has seen them"
+        )
+    if effect is Effect.COURSE_MISSING:
+        return (
+            f"course {course} is neither live on the platform nor imported by this plan; "
+            "sent once the course is imported"
+        )
     if effect is Effect.DUPLICATE:
         if force:
             return f"{this} was sent before; with forceNew the change would open a second attempt"

@@ -19,8 +19,9 @@ from sqlalchemy.engine import Connection
 from syncer.config import BatchSizes, Config, SourceKind, UnsafeChange
 from syncer.errors import ConfigError, PlanError
 from syncer.ledger import Ledger
+from syncer.ledger.identity import orphaned_integrations, settle_renames
 from syncer.models import RecordKind, UnsafeStat
-from syncer.plan.attempts import predict
+from syncer.plan.attempts import Preflight, predict
 from syncer.plan.compare import classify, resolve_duplicates
 from syncer.plan.plan import Plan
 from syncer.plan.skim import Skim, settle_duplicates, skim_file
@@ -49,6 +50,7 @@ def build_plan(
 ) -> Plan:
     """Map every selected integration's sources and compare them with the ledger."""
     names = select_integrations(config, integrations)
+    renamed = settle_renames(config, ledger, names)
     desired: list[Desired] = []
     for name in names:
         integration = config.integrations[name]
@@ -68,14 +70,26 @@ def build_plan(
                     file=FileStream(integration, kind, spec, source) if by_digest else None,
                 )
             )
-    return plan_records(
+    refreshed = {info.name for info in ledger.integration_infos() if info.refreshed_at is not None}
+    preflight = Preflight(
+        courses=frozenset(
+            name for name in names if config.integrations[name].courses is not None or name in refreshed
+        ),
+        learners=ledger.users_listed_at() is not None,
+    )
+    plan = plan_records(
         ledger,
         desired,
         integrations=names,
         batch_sizes=config.api.batch_size,
         retry_rejected=retry_rejected,
         detail_limit=detail_limit,
+        preflight=preflight,
     )
+    plan.renamed = renamed
+    plan.orphans = tuple(orphaned_integrations(config, ledger))
+    plan.drift = tuple(ledger.drift(names))
+    return plan
 
 
 def select_integrations(config: Config, wanted: Sequence[str] | None) -> list[str]:
@@ -97,6 +111,7 @@ def plan_records(
     batch_sizes: BatchSizes | None = None,
     retry_rejected: bool = False,
     detail_limit: int = DETAIL_LIMIT,
+    preflight: Preflight | None = None,
 ) -> Plan:
     """Stage the desired records, resolve duplicates and compare with the ledger in SQL."""
     desired = list(desired)
@@ -154,7 +169,7 @@ def plan_records(
             raise PlanError("duplicate keys across unchanged and changed rows could not be resolved")
         with ledger.translate_errors("predicting attempts"):
             send_unsafe = {d.integration for d in desired if d.kind is RecordKind.STAT and d.send_unsafe}
-            prediction = predict(conn, staged, actions, plan_id, send_unsafe)
+            prediction = predict(conn, staged, actions, plan_id, send_unsafe, preflight or Preflight())
         with ledger.translate_errors("planning"):
             analyze(conn, actions)
             conn.commit()

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from syncer.config import BatchSizes
 from syncer.errors import PlanError
-from syncer.ledger import Ledger
+from syncer.ledger import DriftInfo, Ledger
 from syncer.ledger.planning import remember_digests
 from syncer.models import (
     Change,
@@ -95,6 +95,12 @@ class Plan:
         self.unsafe_total = unsafe_total
         self.held_total = held_total
         self._prediction = prediction
+        # What the ledger knows of the platform (docs/refresh.md): keys renamed in the config
+        # (new -> old: records kept), integrations no longer in the config, and what the last
+        # refresh found different from the ledger.
+        self.renamed: dict[str, str] = {}
+        self.orphans: tuple[str, ...] = ()
+        self.drift: tuple[DriftInfo, ...] = ()
 
     def invalid_tolerated(self, integration: str) -> bool:
         """True when the integration's invalid rows stay within its ``tolerate_invalid``."""
@@ -205,6 +211,12 @@ class Plan:
         )
         with ledger.translate_errors("recording source digests"):
             return remember_digests(conn, s, unchanged)
+
+    def staging(self) -> tuple[Connection, Table]:
+        """The plan's connection and its staged records (syncer/refresh reads them; temporary
+        tables it makes there go with the plan)."""
+        _ledger, conn, staged, _actions = self._attached()
+        return conn, staged
 
     def _attached(self) -> tuple[Ledger, Connection, Table, Table]:
         if self._ledger is None or self._conn is None or self._staged is None or self._actions is None:

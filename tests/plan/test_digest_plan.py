@@ -40,6 +40,7 @@ from syncer.models import (
     RecordKind,
 )
 from syncer.plan import Desired, Plan, build_plan, plan_records
+from syncer.plan.attempts import Preflight
 from syncer.plan.streams import FileStream, stage_runs
 from tests.postgres.conftest import pg_admin, pg_schema, pg_url  # noqa: F401 - fixtures
 
@@ -251,7 +252,12 @@ def classic_plan(config: Config, ledger: Ledger, *, retry_rejected: bool = False
             )
         )
     return plan_records(
-        ledger, desired, integrations=[NAME], batch_sizes=config.api.batch_size, retry_rejected=retry_rejected
+        ledger,
+        desired,
+        integrations=[NAME],
+        batch_sizes=config.api.batch_size,
+        retry_rejected=retry_rejected,
+        preflight=Preflight(courses=frozenset({NAME})),  # as build_plan: the integration has courses
     )
 
 
@@ -630,7 +636,9 @@ def test_rejected_and_pending_records_are_mapped_and_planned_as_before(project: 
     snap, unmapped = project.check()  # the rows are unchanged since they were sent
     assert unmapped == ROWS - 3
     summary = snap["summaries"][0]
+    # The refused course edit leaves the course live with its earlier content: its statistics go.
     assert (summary.courses.skipped, summary.stats.resend, summary.stats.unchanged) == (1, 2, 10)
+    assert summary.stats.held == 0
     assert sorted((c.action, c.key) for c in snap["changes"]) == [
         (ChangeAction.RESEND, stat_key("C001", 1)),
         (ChangeAction.RESEND, stat_key("C002", 3)),
