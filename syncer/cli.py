@@ -2,8 +2,8 @@
 
 0 done (or no changes with --detailed-exitcode), 1 config/usage error, 2 plan has changes
 (--detailed-exitcode only), 3 records rejected, invalid rows beyond tolerance or statistics
-held (unsafe effect on the platform's attempts), 4 API or ledger failure (safe to rerun), 5
-locked by another run, 6 a safety guard refused.
+held (the platform would refuse them, or unsafe effect on its attempts), 4 API or ledger
+failure (safe to rerun), 5 locked by another run, 6 a safety guard refused.
 """
 
 from __future__ import annotations
@@ -132,19 +132,40 @@ def validate(config_path: Path) -> None:
 @click.option(
     "--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes, 0 when it has none."
 )
+@click.option(
+    "--refresh",
+    "refresh_first",
+    is_flag=True,
+    help="Read back what the platform holds first (as `syncer refresh`; never writes to the platform).",
+)
+@click.pass_obj
 def plan(
-    config_path: Path, fmt: str, out: Path | None, integrations: tuple[str, ...], detailed_exitcode: bool
+    ctx: Context,
+    config_path: Path,
+    fmt: str,
+    out: Path | None,
+    integrations: tuple[str, ...],
+    detailed_exitcode: bool,
+    refresh_first: bool,
 ) -> None:
     """Show what apply would send: courses, statistics, archives, and the invalid rows."""
     from syncer.config import load_config
     from syncer.ledger import Ledger
-    from syncer.plan import build_plan
+    from syncer.plan import build_plan, select_integrations
     from syncer.plan.saved import save_plan
     from syncer.report import plan_data, render_plan
 
     config = load_config(config_path)
     ledger = Ledger.open(config.ledger_url.reveal())
     try:
+        if refresh_first:
+            from syncer.ledger.lock import acquire_lock
+            from syncer.refresh import run_refresh
+
+            names = select_integrations(config, integrations or None)
+            progress = _progress_for(ctx)
+            with acquire_lock(ledger, names):
+                run_refresh(config, ledger, names, progress=progress)
         with build_plan(config, ledger, integrations=integrations or None) as computed:
             if out is not None:
                 save_plan(out, computed, config, plan_data(computed), integrations=integrations or None)
@@ -342,17 +363,70 @@ def _poll_option(poll_seconds: float | None) -> dict[str, Any]:
 
 @cli.command()
 @CONFIG_ARG
+@click.option(
+    "--integration", "integrations", multiple=True, help="Refresh only this integration (repeatable)."
+)
+@click.option(
+    "--users",
+    is_flag=True,
+    help="Also list every learner of the platform: from then on, statistics of learners it does not "
+    "have are held at plan time.",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for another run's lock before exiting 5.",
+)
+@click.pass_obj
+def refresh(
+    ctx: Context,
+    config_path: Path,
+    integrations: tuple[str, ...],
+    users: bool,
+    fmt: str,
+    lock_timeout: float,
+) -> None:
+    """Read back what the platform holds and record it in the ledger. Never writes to the platform."""
+    from syncer.config import load_config
+    from syncer.ledger import Ledger
+    from syncer.ledger.lock import acquire_lock
+    from syncer.plan import select_integrations
+    from syncer.refresh import run_refresh
+    from syncer.report import render_refresh
+
+    config = load_config(config_path)
+    progress = _progress_for(ctx)
+    ledger = Ledger.open(config.ledger_url.reveal())
+    try:
+        names = select_integrations(config, integrations or None)
+        with acquire_lock(ledger, names, timeout=lock_timeout):
+            if hasattr(progress, "shown"):
+                with progress.shown():
+                    report = run_refresh(config, ledger, names, users=users, progress=progress)
+            else:
+                report = run_refresh(config, ledger, names, users=users, progress=progress)
+    finally:
+        ledger.close()
+    click.echo(render_refresh(report, fmt), nl=False)
+
+
+@cli.command()
+@CONFIG_ARG
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status(config_path: Path, fmt: str) -> None:
     """Last runs, operations in flight, and synced, rejected, invalid and held records per integration."""
     from syncer.config import load_config
     from syncer.ledger import Ledger
+    from syncer.ledger.identity import orphaned_integrations
     from syncer.report import render_status
 
     config = load_config(config_path)
     ledger = Ledger.open(config.ledger_url.reveal())
     try:
-        click.echo(render_status(ledger, fmt), nl=False)
+        click.echo(render_status(ledger, fmt, orphans=orphaned_integrations(config, ledger)), nl=False)
     finally:
         ledger.close()
 

@@ -20,7 +20,19 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "syncer"
 BASE = {"errors", "models", "version", "progress", "resources", "secrets"}
-STAGES = ["base", "config", "sources", "mapping", "ledger", "plan", "api", "apply", "report", "cli"]
+STAGES = [
+    "base",
+    "config",
+    "sources",
+    "mapping",
+    "ledger",
+    "plan",
+    "api",
+    "refresh",
+    "apply",
+    "report",
+    "cli",
+]
 SIMULATOR_IMPORTERS = {"syncer.cli", "syncer.apply.sandbox"}
 
 

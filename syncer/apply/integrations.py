@@ -34,7 +34,7 @@ async def resolve_integration(client: ApiClient, ledger: Ledger, spec: Integrati
                 f"{where}integration {spec.name}: id {spec.id} does not exist on the platform "
                 "(check `id` in the config, or declare the integration with platform, group and author)"
             )
-        ledger.set_integration_id(spec.name, spec.id)
+        ledger.record_integration(spec.name, spec.id)
         return spec.id
     assert spec.platform and spec.group and spec.author  # guaranteed by config validation
     wanted: dict[str, Any] = {
@@ -55,5 +55,5 @@ async def resolve_integration(client: ApiClient, ledger: Ledger, spec: Integrati
         created = await client.create_integration(wanted)
         api_id = str(created["_id"])
         event(f"integration {spec.name}: created {api_id}", integration=spec.name)
-    ledger.set_integration_id(spec.name, api_id, spec.platform)
+    ledger.record_integration(spec.name, api_id, platform=spec.platform, group_id=spec.group)
     return api_id

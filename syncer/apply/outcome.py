@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from syncer.plan import Plan
+from syncer.refresh import RefreshReport
 
 
 @dataclass
@@ -39,6 +40,7 @@ class RunReport:
     submissions: int = 0
     peak_in_flight: int = 0
     plan: Plan | None = None
+    refresh: RefreshReport | None = None  # integrations read back before planning
 
     @property
     def rejected(self) -> int:
@@ -62,7 +64,9 @@ class RunReport:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready numbers, for the ledger's run row and ``--log-format json``."""
+        refreshed = {"refreshed": self.refresh.summary()} if self.refresh is not None else {}
         return {
+            **refreshed,
             "resumed": self.resumed,
             "submissions": self.submissions,
             "peak_in_flight": self.peak_in_flight,

@@ -22,8 +22,11 @@ from syncer.apply.outcome import IntegrationOutcome, RunReport
 from syncer.config import Config
 from syncer.errors import GuardError, InterruptedRunError, SyncerError
 from syncer.ledger import Ledger, RunStatus
+from syncer.ledger.identity import settle_renames
 from syncer.plan import Plan, build_plan, select_integrations
 from syncer.progress import NullProgress, Progress, event, log
+from syncer.refresh import RefreshReport, refresh_integrations
+from syncer.refresh.reads import find_integration
 
 HEARTBEAT_SECONDS = 30.0
 """How often a long apply refreshes its lock holder row (``heartbeat_at``)."""
@@ -73,6 +76,7 @@ async def apply_config(
                 if op.integration in names:
                     await executor.resume(op)
             await executor.drain()
+            report.refresh = await refresh_unknown(client, config, ledger, names, progress)
             with build_plan(
                 config, ledger, integrations=names, retry_rejected=options.retry_rejected
             ) as plan:
@@ -117,6 +121,33 @@ async def apply_config(
     return report
 
 
+async def refresh_unknown(
+    client: ApiClient, config: Config, ledger: Ledger, names: list[str], progress: Progress
+) -> RefreshReport | None:
+    """Refresh, before planning, the integrations the ledger cannot speak for (docs/refresh.md).
+
+    Never resend blindly: an integration on the platform that the ledger holds no records of
+    (a new or lost ledger; a renamed key is settled first, without a read) is read back, and so
+    is one whose platform ``_id`` is no longer the ledger's (deleted, recreated) or that is gone.
+    """
+    settle_renames(config, ledger, names)
+    counts = {info.name: info for info in ledger.integration_infos()}
+    stale: list[str] = []
+    for name in names:
+        known = counts.get(name)
+        found = await find_integration(client, config.integrations[name])
+        records = known.records if known is not None else 0
+        if found is None:
+            if records and config.integrations[name].id is None:
+                stale.append(name)  # gone from the platform: what the ledger holds is not there
+        elif not records or (known is not None and known.api_id and known.api_id != str(found["_id"])):
+            stale.append(name)
+    if not stale:
+        return None
+    event(f"refreshing before planning: {', '.join(stale)} (the ledger cannot speak for them)")
+    return await refresh_integrations(client, config, ledger, stale, progress=progress)
+
+
 def _log_unsafe(plan: Plan) -> None:
     """Warn about held statistics per integration, and about each one sent despite an unsafe effect.
 
@@ -126,7 +157,8 @@ def _log_unsafe(plan: Plan) -> None:
         if summary.stats.held:
             held = summary.stats.held
             log.warning(
-                "%s: %s held: not sent, the predicted effect on the platform's attempts is unsafe "
+                "%s: %s held: not sent, the platform would refuse them or their predicted effect on its "
+                "attempts is unsafe "
                 "(see `syncer rejected CONFIG`)",
                 summary.name,
                 f"{held:,} statistic" + ("" if held == 1 else "s"),

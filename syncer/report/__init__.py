@@ -2,7 +2,8 @@
 
 Modules, each with one job: ``plan`` (the plan as text, markdown or JSON), ``run`` (the
 end-of-apply summary), ``ledger`` (``syncer status`` and ``syncer rejected``), and ``pieces``
-(the one-line texts they share). Layout only: no decision is taken here.
+(the one-line texts they share), ``refresh`` (what ``syncer refresh`` read back). Layout only:
+no decision is taken here.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from syncer.report.plan import (
 from syncer.report.plan import (
     render_text as render_text,
 )
+from syncer.report.refresh import (
+    render_refresh as render_refresh,
+)
 from syncer.report.run import (
     render_run as render_run,
 )
@@ -48,6 +52,7 @@ __all__ = [
     "render_json",
     "render_markdown",
     "render_plan",
+    "render_refresh",
     "render_rejected",
     "render_run",
     "render_status",

@@ -6,6 +6,7 @@ Rejected: records the API refused, invalid rows and held statistics.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,8 +26,9 @@ def _when(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def status_data(ledger: Ledger) -> dict[str, Any]:
-    """What ``syncer status`` shows, as JSON-ready data."""
+def status_data(ledger: Ledger, orphans: Sequence[str] = ()) -> dict[str, Any]:
+    """What ``syncer status`` shows, as JSON-ready data (``orphans``: integrations the ledger
+    holds that the config no longer declares)."""
     counts: dict[str, dict[str, dict[str, int]]] = {}
     for c in ledger.record_counts():
         counts.setdefault(c.integration, {}).setdefault(c.kind.value, {})[c.status.value] = c.count
@@ -34,6 +36,10 @@ def status_data(ledger: Ledger) -> dict[str, Any]:
     held = ledger.held_counts()
     for name in [*invalid, *held]:
         counts.setdefault(name, {})
+    infos = {info.name: info for info in ledger.integration_infos()}
+    drift: dict[str, int] = {}
+    for d in ledger.drift():
+        drift[d.integration] = drift.get(d.integration, 0) + 1
     return {
         "runs": [
             {
@@ -64,15 +70,24 @@ def status_data(ledger: Ledger) -> dict[str, Any]:
             for h in read_holders(ledger)
         ],
         "integrations": {
-            name: {"records": kinds, "invalid": invalid.get(name, 0), "held": held.get(name, 0)}
+            name: {
+                "records": kinds,
+                "invalid": invalid.get(name, 0),
+                "held": held.get(name, 0),
+                "api_id": infos[name].api_id if name in infos else None,
+                "refreshed_at": _when(infos[name].refreshed_at) if name in infos else None,
+                "drift": drift.get(name, 0),
+                "orphaned": name in orphans,
+            }
             for name, kinds in sorted(counts.items())
         },
+        "orphans": list(orphans),
     }
 
 
-def render_status(ledger: Ledger, fmt: str = "text") -> str:
+def render_status(ledger: Ledger, fmt: str = "text", orphans: Sequence[str] = ()) -> str:
     """``syncer status`` as text or JSON."""
-    data = status_data(ledger)
+    data = status_data(ledger, orphans)
     if fmt == "json":
         return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
     lines = ["Integrations:"]
@@ -83,6 +98,10 @@ def render_status(ledger: Ledger, fmt: str = "text") -> str:
             parts.append(f"{kind}s {inner}")
         parts.append(f"invalid {number(info['invalid'])}")
         parts.append(f"held {number(info['held'])}")
+        if info["drift"]:
+            parts.append(f"drift {number(info['drift'])} (last refresh {info['refreshed_at']})")
+        if info["orphaned"]:
+            parts.append("orphaned: no longer in the config (records kept; nothing deleted on the platform)")
         lines.append(f"  {name}: " + " | ".join(parts))
     if not data["integrations"]:
         lines.append("  none recorded yet")
@@ -149,7 +168,10 @@ def render_rejected(ledger: Ledger, fmt: str = "text", *, integration: str | Non
     lines.extend(f"  {r.integration} {r.kind.value} {r.key} ({r.origin}): {r.message}" for r in refused)
     lines.append(f"Invalid rows (never sent): {number(len(invalid))}")
     lines.extend(f"  {invalid_text(r)}" for r in invalid)
-    lines.append(f"Held (not sent: unsafe effect on the platform's attempts): {number(held_total)}")
+    lines.append(
+        "Held (not sent: the platform would refuse them, or unsafe effect on its attempts): "
+        f"{number(held_total)}"
+    )
     lines.extend(f"  {h.integration} stat {h.key} ({h.origin}): {h.effect.label}: {h.reason}" for h in held)
     if held_total > len(held):
         lines.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from syncer.models import InvalidRow, UnsafeStat
 from syncer.plan import Plan
 
-HELD_WHY = "not sent: the predicted effect on the platform's attempts is unsafe"
+HELD_WHY = "not sent: the platform would refuse them, or their predicted effect on its attempts is unsafe"
 
 
 def number(value: int) -> str:

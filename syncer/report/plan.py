@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from syncer.ledger import DriftInfo
 from syncer.models import (
     Change,
     ChangeAction,
@@ -25,6 +26,8 @@ from syncer.report.pieces import HELD_WHY, held_stats, invalid_text, number, uns
 
 FORMATS = ("text", "json", "markdown")
 FORMAT_VERSION = 2
+DRIFT_LIMIT = 100
+"""Drift shown in detail by a plan (all of it is in the ledger's ``drift`` table)."""
 MARKDOWN_LIMIT = 60_000
 """GitHub refuses comments over 65,536 characters: stay well under."""
 _VALUE_WIDTH = 120
@@ -87,6 +90,38 @@ def _change_head(c: Change) -> str:
     return f"{_SIGN[c.action]} {c.integration} {c.kind.value} {c.key} ({c.origin}){tail}"
 
 
+def drift_text(d: DriftInfo) -> str:
+    """``acme course C0003: archived on the platform: "published" -> "archived" (apply restores it)``."""
+    what = {
+        "archived": "archived on the platform",
+        "missing": "not on the platform",
+        "edited": "edited on the platform",
+        "published": "published again on the platform",
+        "recreated": "deleted and recreated on the platform (a new id)",
+    }.get(d.what, d.what)
+    if d.kind == "stat":
+        what = "attempt no longer on the platform"
+    outcome = "apply restores it" if d.restore else "reported only"
+    if d.kind == "integration":
+        outcome = "its records are sent again, courses first"
+    change = f": {d.old or '(none)'} -> {d.new or '(none)'}" if d.old or d.new else ""
+    return f"{d.integration} {d.kind} {d.key}: {what}{change} ({outcome})"
+
+
+def identity_lines(plan: Plan) -> list[str]:
+    """Renamed keys and orphaned integrations, one line each."""
+    lines = [
+        f"renamed: {old} -> {new} in the config: its records are kept, nothing is sent again"
+        for new, old in plan.renamed.items()
+    ]
+    lines += [
+        f"orphaned: {name} is in the ledger but no longer in the config: its records are kept, "
+        "nothing is archived or deleted on the platform"
+        for name in plan.orphans
+    ]
+    return lines
+
+
 def _sent_unsafe(plan: Plan) -> list[UnsafeStat]:
     return [u for u in plan.unsafe if not u.held]
 
@@ -100,6 +135,7 @@ _SENT_UNSAFE_TITLE = "Sent despite an unsafe effect (on_unsafe_change: send)"
 def render_text(plan: Plan) -> str:
     """One summary line per integration, then capped detail."""
     lines = [summary_line(s) for s in plan.integrations]
+    lines += identity_lines(plan)
     for s in plan.integrations:
         if s.guard:
             lines.append(f"guard: {s.guard}")
@@ -125,6 +161,13 @@ def render_text(plan: Plan) -> str:
             f"Invalid rows (showing {number(len(plan.invalid_rows))} of {number(plan.invalid_total)}):",
         ]
         lines.extend(f"  {invalid_text(row)}" for row in plan.invalid_rows)
+    if plan.drift:
+        shown = plan.drift[:DRIFT_LIMIT]
+        lines += [
+            "",
+            f"Drift found by the last refresh (showing {number(len(shown))} of {number(len(plan.drift))}):",
+        ]
+        lines.extend(f"  {drift_text(d)}" for d in shown)
     if plan.held_total:
         held = held_stats(plan)
         # Last: on a terminal the end of the output is what stays in sight.
@@ -209,6 +252,7 @@ def render_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
         head.append(f"| {_md(s.name)} | {courses} | {stats} | {counts} |")
     head.append("")
     head.extend(f"> **Guard:** {_md(s.guard)}" for s in plan.integrations if s.guard)
+    head.extend(f"> {_md(line)}" for line in identity_lines(plan))
     head.append("**No changes.**" if not plan.has_changes else f"**{number(plan.changes_total)} changes.**")
     text = "\n".join(head) + "\n"
     # Held statistics first: a person must decide on them. Each section may use its share of
@@ -249,6 +293,15 @@ def render_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
                 map(_md_invalid, plan.invalid_rows),
                 plan.invalid_total,
                 "rows",
+            )
+        )
+    if plan.drift:
+        sections.append(
+            (
+                f"Drift found by the last refresh ({number(len(plan.drift))})",
+                (f"- {_md(drift_text(d))}" for d in plan.drift),
+                len(plan.drift),
+                "differences",
             )
         )
     # Room for each <details> wrapper and its "and N more" line.
@@ -335,6 +388,21 @@ def plan_data(plan: Plan) -> dict[str, Any]:
                 "held": u.held,
             }
             for u in plan.unsafe
+        ],
+        "renamed": [{"from": old, "to": new} for new, old in plan.renamed.items()],
+        "orphans": list(plan.orphans),
+        "drift_total": len(plan.drift),
+        "drift": [
+            {
+                "integration": d.integration,
+                "kind": d.kind,
+                "key": d.key,
+                "what": d.what,
+                "old": d.old,
+                "new": d.new,
+                "restore": d.restore,
+            }
+            for d in plan.drift[:DRIFT_LIMIT]
         ],
     }
 

@@ -123,8 +123,8 @@ def test_an_edit_of_a_completed_attempt_is_held_in_every_format(demo: Path) -> N
     )
     statistics = "statistic" if held == 0 else "statistics"
     assert lines[1] == (
-        f"held: {held + 1} {statistics} not sent: the predicted effect on the platform's attempts "
-        "is unsafe; apply exits 3 (listed below)"
+        f"held: {held + 1} {statistics} not sent: the platform would refuse them, or their predicted "
+        "effect on its attempts is unsafe; apply exits 3 (listed below)"
     )
     assert lines[2] == "No changes."
     section = lines.index(f"Held statistics (showing {held + 1} of {held + 1}):")

@@ -193,8 +193,8 @@ def test_text_shows_held_statistics_with_their_reason() -> None:
     assert lines[:3] == [
         "acme: courses +12 ~3 -2 | stats +1,204 ~311 =48,992 held 3 | invalid 5",
         "globex: courses +0 ~0 -0 | stats +0 ~1 =0 | invalid 0",
-        "held: 3 statistics not sent: the predicted effect on the platform's attempts is unsafe; "
-        "apply exits 3 (listed below)",
+        "held: 3 statistics not sent: the platform would refuse them, or their predicted effect on "
+        "its attempts is unsafe; apply exits 3 (listed below)",
     ]
     sent = lines.index("Sent despite an unsafe effect (on_unsafe_change: send) (showing 1 of 1):")
     assert lines[sent + 1] == f"  ! globex stat {CAT} (g.csv:2): undefined: {UNDEFINED}"
@@ -216,8 +216,9 @@ def test_markdown_warns_first_and_lists_held_statistics() -> None:
     text = render_markdown(unsafe_plan())
     assert text.startswith(
         "### syncer plan\n\n"
-        "> **Warning: 3 statistics held**, not sent: the predicted effect on the platform's "
-        "attempts is unsafe; `syncer apply` exits 3 until a person decides. The reason for each is below.\n\n"
+        "> **Warning: 3 statistics held**, not sent: the platform would refuse them, or their "
+        "predicted effect on its attempts is unsafe; `syncer apply` exits 3 until a person decides. "
+        "The reason for each is below.\n\n"
         "> **Note:** 1 statistic sent despite an unsafe effect on the platform's attempts "
         "(`on_unsafe_change: send`).\n\n"
         "| integration | courses | stats | held | archives | invalid |\n"
@@ -322,7 +323,8 @@ def test_run_summary_shows_held_and_points_to_rejected() -> None:
     assert lines[0] == "acme: 2 operation(s) | synced 10 | rejected 0 | invalid 5 (tolerated) | held 3"
     assert lines[1] == "globex: 1 operation(s) | synced 1 | rejected 0 | invalid 0"
     start = lines.index(
-        "held statistics (not sent: the predicted effect on the platform's attempts is unsafe):"
+        "held statistics (not sent: the platform would refuse them, or their predicted effect "
+        "on its attempts is unsafe):"
     )
     assert lines[start + 1 : start + 4] == [
         f"  ! acme stat {ANN} (stats.csv:43): duplicate: {DUPLICATE}",
@@ -353,8 +355,8 @@ def test_apply_log_warns_of_held_and_of_each_statistic_sent_despite_an_unsafe_ef
     assert warnings == [
         (
             "WARNING",
-            "acme: 3 statistics held: not sent, the predicted effect on the platform's attempts is unsafe "
-            "(see `syncer rejected CONFIG`)",
+            "acme: 3 statistics held: not sent, the platform would refuse them or their predicted "
+            "effect on its attempts is unsafe (see `syncer rejected CONFIG`)",
         ),
         (
             "WARNING",
@@ -376,7 +378,17 @@ def test_status_counts_held_statistics(ledger: Ledger) -> None:
     ledger.replace_invalid_rows(["acme"], [INVALID])
     ledger.replace_held_records(["acme"], [HELD_ANN, HELD_BOB])
     data = status_data(ledger)
-    assert data["integrations"] == {"acme": {"records": {}, "invalid": 1, "held": 2}}
+    assert data["integrations"] == {
+        "acme": {
+            "records": {},
+            "invalid": 1,
+            "held": 2,
+            "api_id": None,
+            "refreshed_at": None,
+            "drift": 0,
+            "orphaned": False,
+        }
+    }
     assert "  acme: invalid 1 | held 2" in render_status(ledger).splitlines()
     assert json.loads(render_status(ledger, "json"))["integrations"]["acme"]["held"] == 2
     ledger.replace_held_records(["acme"], [])  # the next plan held nothing
@@ -391,7 +403,7 @@ def test_rejected_lists_held_statistics(ledger: Ledger) -> None:
         "Rejected by the API: 0",
         "Invalid rows (never sent): 1",
         "  stats.csv:43  acme stat  progress: 150 is greater than the maximum of 100",
-        "Held (not sent: unsafe effect on the platform's attempts): 2",
+        "Held (not sent: the platform would refuse them, or unsafe effect on its attempts): 2",
         f"  acme stat {ANN} (stats.csv:43): duplicate: {DUPLICATE}",
         f"  acme stat {BOB} (stats.csv:44): overwrites another attempt: {OVERWRITES}",
     ]
@@ -420,6 +432,6 @@ def test_rejected_lists_held_statistics(ledger: Ledger) -> None:
 def test_rejected_says_how_many_held_statistics_are_not_listed(ledger: Ledger) -> None:
     ledger.replace_held_records(["acme"], [HELD_ANN] * 1002)
     lines = render_rejected(ledger).splitlines()
-    assert "Held (not sent: unsafe effect on the platform's attempts): 1,002" in lines
+    assert "Held (not sent: the platform would refuse them, or unsafe effect on its attempts): 1,002" in lines
     assert lines[-1] == "  and 2 more (the first 1,000 are listed)"
     assert len(json.loads(render_rejected(ledger, "json"))["held"]) == 1000

@@ -74,11 +74,15 @@ def test_status_and_rejected_after_a_run(project: Project) -> None:
     assert "apply succeeded" in text.stdout
 
     data = json.loads(project.cli("status", str(project.config), "--format", "json").stdout)
-    assert data["integrations"]["acme"] == {
+    acme = data["integrations"]["acme"]
+    assert {k: acme[k] for k in ("records", "invalid", "held", "drift", "orphaned")} == {
         "records": {"course": {"synced": 4}, "stat": {"synced": 12}},
         "invalid": 1,
         "held": 0,
+        "drift": 0,
+        "orphaned": False,
     }
+    assert acme["api_id"] == project.ledger_rows("select api_id from integrations")[0][0]
     assert data["in_flight"] == [] and data["locks"] == []
     assert data["runs"][0]["status"] == "succeeded"
 
