@@ -110,6 +110,9 @@ async def apply_config(
                     if summary.has_changes:
                         await executor.run_batches(summary.name, api_id, plan.batches(summary.name))
             await executor.close()
+            for name, outcome in report.integrations.items():
+                if not outcome.failed_operations and not outcome.rejected:
+                    ledger.clear_restored_drift(name)  # what the refresh found is put right
         except (asyncio.CancelledError, InterruptedRunError):
             await executor.cancel()
             raise InterruptedRunError(

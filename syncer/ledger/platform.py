@@ -232,6 +232,13 @@ class LedgerPlatform(LedgerWrites):
             for start in range(0, len(rows), _CHUNK):
                 conn.execute(insert(drift_table), rows[start : start + _CHUNK])
 
+    def clear_restored_drift(self, name: str) -> None:
+        """Forget the drift an apply put right (what it restores); reported drift stays."""
+        with self.translate_errors("recording drift"), self._engine.begin() as conn:
+            conn.execute(
+                delete(drift_table).where(drift_table.c.integration == name, drift_table.c.restore.is_(True))
+            )
+
     def drift(self, integrations: Iterable[str] | None = None) -> list[DriftInfo]:
         """The drift the last refresh of each integration found, in integration and key order."""
         t = drift_table.c

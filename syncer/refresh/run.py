@@ -55,6 +55,7 @@ from sqlalchemy.engine import Connection
 
 from syncer.api.client import ApiClient
 from syncer.config import Config, OnDrift
+from syncer.errors import ApiError, ApiUnavailable
 from syncer.ledger import DriftInfo, Ledger, records
 from syncer.ledger.identity import settle_renames
 from syncer.models import RecordKind, RecordStatus
@@ -72,6 +73,8 @@ from syncer.refresh.reads import (
 
 __all__ = ["IntegrationRefresh", "RefreshReport", "refresh_integrations", "run_refresh"]
 
+READ_SCOPES = ("integrations:read", "courses:read", "courseStats:read", "users:read")
+"""The OAuth scopes a refresh reads with (docs/refresh.md)."""
 _STAT, _COURSE = RecordKind.STAT.value, RecordKind.COURSE.value
 _CHUNK = 2000
 # Fields of a statistic the platform gives back (CourseStatDTO), compared to say "same content".
@@ -132,7 +135,33 @@ async def refresh_integrations(
     users: bool = False,
     progress: Progress | None = None,
 ) -> RefreshReport:
-    """Read back what the platform holds for ``names`` and record it in the ledger."""
+    """Read back what the platform holds for ``names`` and record it in the ledger.
+
+    Raises:
+        ApiError: as the client does; a missing read scope (403) says which scopes a refresh needs.
+    """
+    try:
+        return await _refresh(client, config, ledger, names, users=users, progress=progress)
+    except ApiError as err:
+        if err.status != 403 or isinstance(err, ApiUnavailable):
+            raise
+        raise ApiError(
+            f"{err}; reading the platform back needs the scopes {', '.join(READ_SCOPES)}: grant them "
+            "to the API credential and fetch a new token (docs/refresh.md)",
+            status=err.status,
+            code=err.code,
+        ) from err
+
+
+async def _refresh(
+    client: ApiClient,
+    config: Config,
+    ledger: Ledger,
+    names: Sequence[str],
+    *,
+    users: bool,
+    progress: Progress | None,
+) -> RefreshReport:
     progress = progress or NullProgress()
     started = time.monotonic()
     gets_before = client.requests_sent.get("GET", 0)
@@ -416,6 +445,7 @@ class _Refresh:
             return
         s, r, conn = self.s, records, self.conn
         self.pairs.metadata.create_all(conn)
+        conn.commit()  # PostgreSQL: the temporary tables outlive the rollbacks below
         grps = union(
             select(s.c.grp).where(s.c.integration == self.name, s.c.kind == _STAT, s.c.state == OK),
             select(r.c.grp).where(r.c.integration == self.name, r.c.kind == _STAT, r.c.grp.is_not(None)),

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from syncer.simulator import SimulatorThread
+from syncer.simulator import SimClient, SimulatorThread
+from syncer.simulator.settings import ALL_SCOPES
 from tests.e2e.apply.conftest import attempts_per_pair, live_courses, submissions
-from tests.e2e.refresh.conftest import Project, by_hand, control
+from tests.e2e.refresh.conftest import CLIENT_ID, SECRET, Project, by_hand, control
 from tests.project import course_rows, stat_rows
 
 STATS_PATH = "/stats"
@@ -146,7 +147,9 @@ def test_a_course_archived_by_hand_is_drift_and_apply_restores_it(project: Proje
     assert "+ acme course C002" in plan.stdout
     assert result.exit_code == 0, result.output
     assert "C002" in live_courses(project.sim)
-    assert project.cli("plan", str(project.config), "--detailed-exitcode").exit_code == 0
+    after = project.cli("plan", str(project.config), "--detailed-exitcode")
+    assert after.exit_code == 0
+    assert "Drift" not in after.stdout  # put right by the apply
 
 
 def test_a_course_archived_by_hand_is_only_reported_with_on_drift_report(project: Project) -> None:
@@ -264,3 +267,18 @@ def test_a_refresh_never_writes_to_the_platform(project: Project, users: bool) -
     assert methods <= {"GET", "POST"}
     posts = [e["path"] for e in project.sim.snapshot()["journal"][before:] if e["method"] == "POST"]
     assert all(path == "/api/v2/oauth2/token" for path in posts)
+
+
+def test_a_missing_read_scope_is_named(
+    make_sim: Callable[..., SimulatorThread], make_project: Callable[..., Project]
+) -> None:
+    scopes = ALL_SCOPES - {"courseStats:read"}
+    sim = make_sim(clients=(SimClient(client_id=CLIENT_ID, client_secret=SECRET, scopes=scopes),))
+    project = make_project(sim)
+    assert project.apply().exit_code == 0  # a healthy ledger: apply reads nothing more
+
+    refresh = project.cli("refresh", str(project.config))
+
+    assert refresh.exit_code != 0
+    assert "courseStats:read" in refresh.stderr and "docs/refresh.md" in refresh.stderr
+    assert "Traceback" not in refresh.output
