@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -73,6 +73,8 @@ def is_object_id(value: Any) -> bool:
 def parse_time(value: str) -> datetime:
     """An ISO 8601 date-time with a zone, as an aware UTC datetime (ValueError otherwise)."""
     parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is UTC:  # the usual "...Z": already UTC (this runs twice per statistic)
+        return parsed
     if parsed.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone")
     return parsed.astimezone(UTC)
@@ -189,8 +191,8 @@ def apply_statistic(
     old = attempts[index]
     # UNDOCUMENTED: an update overwrites progress, timeSpent, lastActivityAt and the optional
     # fields it carries (no merge, progress may go down); firstActivityAt keeps the earlier one.
-    updated = replace(
-        old,
+    updated = Attempt(  # every field given: dataclasses.replace() costs twice as much
+        attempt_id=old.attempt_id,
         first_activity_at=min(old.first_activity_at, stat.first_activity_at),
         last_activity_at=stat.last_activity_at,
         completed_at=completed_at,
@@ -201,3 +203,34 @@ def apply_statistic(
         lang=stat.lang if stat.lang is not None else old.lang,
     )
     return (*attempts[:index], updated, *attempts[index + 1 :]), updated
+
+
+def launch(
+    attempts: tuple[Attempt, ...],
+    moment: datetime,
+    new_id: str,
+    *,
+    default_progress: float,
+    default_completion: bool,
+) -> tuple[tuple[Attempt, ...], Attempt]:
+    """The attempts after a learner launches the course at ``moment``, and the launched attempt.
+
+    Reference §7: a launch opens an attempt initialised from the integration's
+    ``defaultProgress``/``defaultCompletion``.
+    """
+    for attempt in reversed(attempts):
+        if attempt.completed_at is None:
+            # UNDOCUMENTED: with an open (not completed) attempt, from a launch or a statistic,
+            # the launch resumes it unchanged: no new attempt.
+            return attempts, attempt
+    # UNDOCUMENTED: a launch spends 1 ms (the least a statistic may report) and has no lang;
+    # defaultCompletion completes it at once with progress 100.
+    opened = Attempt(
+        attempt_id=new_id,
+        first_activity_at=moment,
+        last_activity_at=moment,
+        completed_at=moment if default_completion else None,
+        progress=100.0 if default_completion else default_progress,
+        time_spent=1.0,
+    )
+    return (*attempts, opened), opened

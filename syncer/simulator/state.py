@@ -1,4 +1,4 @@
-"""The simulated platform's live state: tokens, integrations, courses, attempts, operations.
+"""The simulated platform's live state: tokens, integrations, courses, users, attempts, operations.
 
 Time is a ``SimClock`` that tests may advance. Operations move through their statuses as a
 function of time; ``tick()`` (run before every request and by a background task) applies the
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,30 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from syncer.models import OperationStatus, OperationType
+from syncer.models import OperationType
 from syncer.simulator import rules
 from syncer.simulator.faults import FaultBook
+from syncer.simulator.learners import AttemptBook, AttemptKey, Directory, User, attempt_dto
+from syncer.simulator.operation import Operation, SimClock, iso
 from syncer.simulator.settings import SimClient, SimulatorSettings
-
-
-class SimClock:
-    """Wall-clock time plus an offset that tests can advance."""
-
-    def __init__(self) -> None:
-        self._offset = 0.0
-
-    def now(self) -> float:
-        """Seconds since the epoch, simulated."""
-        return time.time() + self._offset
-
-    def advance(self, seconds: float) -> None:
-        """Jump forward: tokens age, operations progress, rate windows slide."""
-        self._offset += seconds
-
-
-def iso(moment: float) -> str:
-    """An epoch time as the API's UTC timestamp."""
-    return rules.format_time(datetime.fromtimestamp(moment, UTC))
 
 
 @dataclass(frozen=True)
@@ -51,90 +32,6 @@ class Principal:
     company_id: str
     scopes: frozenset[str]
     expires_at: float
-
-
-class Operation:
-    """One bulk operation; its status is a function of the time."""
-
-    def __init__(
-        self,
-        *,
-        op_id: str,
-        seq: int,
-        op_type: OperationType,
-        company_id: str,
-        integration_id: str,
-        items: list[Any],
-        created: float,
-        duration: float,
-        fail_message: str | None,
-    ) -> None:
-        self.op_id = op_id
-        self.seq = seq
-        self.type = op_type
-        self.company_id = company_id
-        self.integration_id = integration_id
-        self.items = items
-        self.created = created
-        # UNDOCUMENTED: pacing. pending for the first 10% of op_seconds, queued until 20%,
-        # running until 100%; items are applied progressively while running.
-        self.queued = created + 0.1 * duration
-        self.started = created + 0.2 * duration
-        self.ended = created + duration
-        self.fail_message = fail_message
-        self.results: list[dict[str, Any]] = []
-        self.finished = False
-
-    def status(self, now: float) -> OperationStatus:
-        """The status at ``now``."""
-        if now >= self.ended:
-            return OperationStatus.ERROR if self.fail_message else OperationStatus.COMPLETED
-        if now >= self.started:
-            return OperationStatus.RUNNING
-        if now >= self.queued:
-            return OperationStatus.QUEUED
-        return OperationStatus.PENDING
-
-    def due(self, now: float) -> int:
-        """How many items should have been processed at ``now``."""
-        if self.fail_message:
-            # UNDOCUMENTED: an operation ending in `error` applies none of its items.
-            return 0
-        if now >= self.ended:
-            return len(self.items)
-        if now < self.started:
-            return 0
-        share = (now - self.started) / (self.ended - self.started)
-        return min(len(self.items), int(len(self.items) * share))
-
-    def dto(self, now: float) -> dict[str, Any]:
-        """The official DTO of this operation's status at ``now`` (one of the five shapes)."""
-        status = self.status(now)
-        out: dict[str, Any] = {
-            "_id": self.op_id,
-            "type": str(self.type),
-            "createdAt": iso(self.created),
-            "status": str(status),
-        }
-        if status is OperationStatus.PENDING:
-            return out
-        out["queuedAt"] = iso(self.queued)
-        if status is OperationStatus.QUEUED:
-            return out
-        out["startedAt"] = iso(self.started)
-        done = len(self.results)
-        if status is OperationStatus.RUNNING:
-            span = self.ended - self.started
-            reached = self.started + (span * done / len(self.items) if self.items else 0.0)
-        else:
-            out["endedAt"] = iso(self.ended)
-            reached = self.ended
-        # UNDOCUMENTED: progress.index counts the processed items (1-based index of the last
-        # processed one; 0 before the first).
-        out["progress"] = {"index": done, "updatedAt": iso(reached)}
-        if status is OperationStatus.ERROR:
-            out["errorMessage"] = self.fail_message
-        return out
 
 
 class SimState:
@@ -153,8 +50,14 @@ class SimState:
     def _reset_data(self) -> None:
         self.integrations: dict[str, dict[str, Any]] = {}
         self.integration_company: dict[str, str] = {}
+        # Deleted integrations: their courses still list with the integration's group and platform.
+        self.retired: dict[str, dict[str, Any]] = {}
+        # (integration id, externalId) -> courseId, archived, course (the item), createdAt,
+        # modifiedAt (epoch seconds), seq; and courseId -> that key.
         self.courses: dict[tuple[str, str], dict[str, Any]] = {}
-        self.attempts: dict[tuple[str, str, str], tuple[rules.Attempt, ...]] = {}
+        self.course_keys: dict[str, tuple[str, str]] = {}
+        self.users = Directory()
+        self.attempts = AttemptBook()
         self.operations: dict[str, Operation] = {}
         self.journal: deque[dict[str, Any]] = deque(maxlen=self.settings.journal_limit)
         self.peak_operations: dict[str, int] = {}
@@ -163,6 +66,10 @@ class SimState:
         self._windows: dict[tuple[str, str], deque[float]] = {}
         self._active: list[Operation] = []
         self._seq = 0
+        # The learners of `settings.users` exist from the start (sorted: ids follow the seed).
+        for mail in sorted(self.settings.users or ()):
+            if self.users.with_mail(mail) is None:
+                self.users.add(self.new_id(), mail=mail)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -238,12 +145,104 @@ class SimState:
             ]
 
     def delete_integration(self, integration_id: str) -> None:
-        """Remove an integration; its courses are archived."""
+        """Remove an integration; its courses are archived (and keep their ids)."""
         with self._lock:
-            self.integrations.pop(integration_id, None)
+            gone = self.integrations.pop(integration_id, None)
+            if gone is not None:
+                self.retired[integration_id] = gone
+            now = self.clock.now()
             for (owner, _external), course in self.courses.items():
                 if owner == integration_id:
-                    course["archived"] = True
+                    self._set_archived(course, True, now)
+
+    def integration_record(self, integration_id: str) -> dict[str, Any] | None:
+        """An integration's data, also after it was deleted (its courses still name it)."""
+        with self._lock:
+            return self.integrations.get(integration_id) or self.retired.get(integration_id)
+
+    @staticmethod
+    def _set_archived(course: dict[str, Any], archived: bool, now: float) -> None:
+        # UNDOCUMENTED: modifiedAt moves when the status changes; archiving an archived course
+        # (or restoring a live one) leaves it.
+        if course["archived"] != archived:
+            course["archived"] = archived
+            course["modifiedAt"] = now
+
+    def set_archived(
+        self, company_id: str, course_id: str, archived: bool
+    ) -> tuple[tuple[str, str], dict[str, Any]] | str:
+        """Archive or restore a course by its id: its key and record, or the error code."""
+        with self._lock:
+            key = self.course_keys.get(course_id.lower())
+            if key is None or self.integration_company.get(key[0]) != company_id:
+                # UNDOCUMENTED: a malformed id, or another company's course, is courseNotFound.
+                return "courseNotFound"
+            if key[0] not in self.integrations:
+                # Documented: the external course is linked to an inactive (here: deleted)
+                # integration; UNDOCUMENTED: refused both ways, archive and restore.
+                return "integrationInactive"
+            self._set_archived(self.courses[key], archived, self.clock.now())
+            return key, self.courses[key]
+
+    # -- users -----------------------------------------------------------------------------
+
+    def add_user(self, mail: str, status: str | None = None, username: str | None = None) -> User:
+        """Create a user (or give a known mail a new status/username); the simulator's control."""
+        with self._lock:
+            existing = self.users.with_mail(mail)
+            if existing is None:
+                return self.users.add(self.new_id(), mail=mail, status=status or "active", username=username)
+            changes = {"status": status, "username": username}
+            return self.users.update(existing, **{k: v for k, v in changes.items() if v is not None})
+
+    def _learner(self, ref: dict[str, Any]) -> User | str:
+        """The known learner a ``userIdentifier`` names, or the item's error message."""
+        value = ref["value"]
+        if ref["type"] == "mail":
+            user_id = self.users.mail_ids.get(value.strip().lower())  # mail_key(), inlined
+            user = self.users.by_id[user_id] if user_id is not None else None
+            if user is None and self.settings.users is None:
+                # UNDOCUMENTED: with `users` None every mail is a learner; the simulator does not
+                # model user creation, so the user appears when a statistic first names it.
+                user = self.users.add(self.new_id(), mail=value)
+        else:
+            if not rules.is_object_id(value):
+                return f"User internalId {value!r} is not a valid id"
+            # UNDOCUMENTED: every well-formed internalId is a learner: the user of that _id
+            # (lowercased), created without a mail when first named.
+            user = self.users.by_id.get(value.lower()) or self.users.add(value)
+        # UNDOCUMENTED: a deleted user is not a known learner.
+        if user is None or user.status == "deleted":
+            return f"User with {ref['type']} {value!r} not found"
+        return user
+
+    def launch(self, integration_id: str, external_id: str, mail: str) -> tuple[dict[str, Any], bool] | str:
+        """A learner launches a course from 360Learning: (CourseStatDTO, opened) or an error.
+
+        Reference §7: the launch opens an attempt initialised from the integration's
+        ``defaultProgress``/``defaultCompletion``.
+        """
+        with self._lock:
+            integration = self.integrations.get(integration_id)
+            course = self.courses.get((integration_id, external_id))
+            if integration is None or course is None:
+                return f"no course {external_id!r} in a live integration {integration_id!r}"
+            if course["archived"]:
+                return f"course {external_id!r} is archived"
+            user = self._learner({"type": "mail", "value": mail})
+            if isinstance(user, str):
+                return user
+            key: AttemptKey = (integration_id, course["courseId"], user.user_id)
+            before = self.attempts.pairs.get(key, ())
+            attempts, attempt = rules.launch(
+                before,
+                datetime.fromtimestamp(self.clock.now(), UTC),
+                self.new_id(),
+                default_progress=float(integration.get("defaultProgress", 0)),
+                default_completion=bool(integration.get("defaultCompletion", False)),
+            )
+            self.attempts.put(key, attempts, len(before))
+            return attempt_dto(key, attempt, course["course"]["defaultLang"]), len(attempts) > len(before)
 
     # -- tokens and limits -----------------------------------------------------------------
 
@@ -367,9 +366,23 @@ class SimState:
             return "error", f"Invalid course: {problem}"
         key = (op.integration_id, item["externalId"])
         existing = self.courses.get(key)
-        course_id = existing["courseId"] if existing else self.new_id()
-        # UNDOCUMENTED: re-importing an archived course makes it live again.
-        self.courses[key] = {"courseId": course_id, "archived": False, "course": item}
+        now = self.clock.now()
+        if existing is None:
+            course_id = self.new_id()
+            self.course_keys[course_id] = key
+            created, seq = now, self._next_seq()
+        else:
+            course_id, created, seq = existing["courseId"], existing["createdAt"], existing["seq"]
+        # UNDOCUMENTED: re-importing an archived course makes it live again; every import
+        # moves modifiedAt.
+        self.courses[key] = {
+            "courseId": course_id,
+            "archived": False,
+            "course": item,
+            "createdAt": created,
+            "modifiedAt": now,
+            "seq": seq,
+        }
         return "success", course_id
 
     def _archive_course(self, op: Operation, item: Any) -> tuple[str, str]:
@@ -382,17 +395,15 @@ class SimState:
         if existing is None:
             return "error", f"Course with externalId {item['externalId']!r} not found in this integration"
         # UNDOCUMENTED: archiving an already archived course succeeds again (idempotent).
-        existing["archived"] = True
+        self._set_archived(existing, True, self.clock.now())
         return "success", str(existing["courseId"])
 
     def _find_course(self, integration_id: str, identifier: dict[str, Any]) -> dict[str, Any] | None:
         if identifier["type"] == "externalId":
             return self.courses.get((integration_id, identifier["value"]))
         # UNDOCUMENTED: an internalId course must belong to the same integration.
-        for (owner, _external), course in self.courses.items():
-            if owner == integration_id and course["courseId"] == identifier["value"]:
-                return course
-        return None
+        key = self.course_keys.get(identifier["value"].lower())
+        return self.courses[key] if key is not None and key[0] == integration_id else None
 
     def _import_statistic(self, op: Operation, item: Any) -> tuple[str, str]:
         problem = (
@@ -413,20 +424,18 @@ class SimState:
             return "error", f"Course {course_ref['type']} {course_ref['value']!r} not found"
         if course["archived"]:
             return "error", f"Course {course_ref['type']} {course_ref['value']!r} is archived"
-        if user_ref["type"] == "mail":
-            # UNDOCUMENTED: mails are compared case-insensitively.
-            user = f"mail:{user_ref['value'].strip().lower()}"
-            users = self.settings.users
-            if users is not None and user[5:] not in {mail.lower() for mail in users}:
-                return "error", f"User with mail {user_ref['value']!r} not found"
+        user = self._learner(user_ref)
+        if isinstance(user, str):
+            return "error", user
+        key = (op.integration_id, course["courseId"], user.user_id)
+        before = self.attempts.pairs.get(key, ())
+        # (new_id() without its lock: tick() holds it; this runs for every imported statistic)
+        new_id = f"{self._rng.getrandbits(96):024x}"
+        attempts, touched = rules.apply_statistic(before, stat, new_id)
+        if len(attempts) == len(before):
+            self.attempts.pairs[key] = attempts  # an update: AttemptBook.put() without the call
         else:
-            if not rules.is_object_id(user_ref["value"]):
-                return "error", f"User internalId {user_ref['value']!r} is not a valid id"
-            # UNDOCUMENTED: every well-formed internalId is a known learner.
-            user = f"internalId:{user_ref['value'].lower()}"
-        key = (op.integration_id, str(course["courseId"]), user)
-        attempts, touched = rules.apply_statistic(self.attempts.get(key, ()), stat, self.new_id())
-        self.attempts[key] = attempts
+            self.attempts.put(key, attempts, len(before))
         return "success", touched.attempt_id
 
     # -- views -----------------------------------------------------------------------------
@@ -449,18 +458,22 @@ class SimState:
                         "externalId": external,
                         "courseId": course["courseId"],
                         "status": "archived" if course["archived"] else "live",
+                        "createdAt": iso(course["createdAt"]),
+                        "modifiedAt": iso(course["modifiedAt"]),
                         "course": course["course"],
                     }
                     for (owner, external), course in self.courses.items()
                 ],
+                "users": [user.dto() for user in self.users],
                 "attempts": [
                     {
                         "integrationId": owner,
                         "courseId": course_id,
-                        "user": user,
+                        "user": self.users.by_id[user_id].label,
+                        "userId": user_id,
                         "attempts": [attempt.as_json() for attempt in attempts],
                     }
-                    for (owner, course_id, user), attempts in self.attempts.items()
+                    for (owner, course_id, user_id), attempts in self.attempts.pairs.items()
                 ],
                 "operations": [
                     {
