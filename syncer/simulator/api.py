@@ -11,7 +11,8 @@ import base64
 import binascii
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -65,13 +66,14 @@ def flat(status: int, code: str, *, undocumented: str | None = None) -> Reply:
     return Reply(json_response(status, {"error": code}, undocumented=undocumented))
 
 
-def _state(request: web.Request) -> SimState:
+def state_of(request: web.Request) -> SimState:
+    """The simulator state behind a request."""
     return request.app[STATE]
 
 
 def guard(request: web.Request, scope: str, *, write: bool) -> Principal:
     """Check token, version header, scope and rate; return who is calling."""
-    state = _state(request)
+    state = state_of(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     principal = state.principal(token.strip()) if scheme.lower() == "bearer" else None
     if principal is None:
@@ -94,7 +96,8 @@ def guard(request: web.Request, scope: str, *, write: bool) -> Principal:
     return principal
 
 
-async def _json_body(request: web.Request, bad: Callable[[str], Reply]) -> Any:
+async def json_body(request: web.Request, bad: Callable[[str], Reply]) -> Any:
+    """The request's JSON body; ``bad(message)`` is raised when it is not JSON."""
     # UNDOCUMENTED: a body without Content-Type application/json is refused like malformed JSON.
     if request.content_type != "application/json":
         raise bad("the body must be JSON (Content-Type: application/json)")
@@ -104,7 +107,8 @@ async def _json_body(request: web.Request, bad: Callable[[str], Reply]) -> Any:
         raise bad("the body is not valid JSON") from exc
 
 
-def _invalid(message: str) -> Reply:
+def invalid(message: str) -> Reply:
+    """The labelled 400 ``invalidInput`` of a core endpoint, ready to raise."""
     # UNDOCUMENTED: core endpoints declare no code for a body or query that violates the schema.
     return error(400, "invalidInput", message, undocumented="schema violation on a core endpoint")
 
@@ -121,7 +125,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 async def token(request: web.Request) -> web.Response:
     """POST /api/v2/oauth2/token: client credentials for an opaque bearer token."""
-    state = _state(request)
+    state = state_of(request)
     if request.content_type != "application/json":
         raise flat(400, "invalid_request")
     try:
@@ -170,11 +174,11 @@ def _decode_cursor(kind: str, value: str) -> tuple[dict[str, Any], int]:
         if data["k"] != kind or not isinstance(data["f"], dict) or not isinstance(data["a"], int):
             raise ValueError(kind)
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise _invalid("the next token is not valid") from exc
+        raise invalid("the next token is not valid") from exc
     return data["f"], data["a"]
 
 
-def _page(
+def page(
     request: web.Request,
     kind: str,
     rows: list[tuple[int, dict[str, Any]]],
@@ -182,36 +186,49 @@ def _page(
     after: int,
     size: int,
 ) -> web.Response:
-    rows = sorted((row for row in rows if row[0] > after), key=lambda row: row[0])
-    page = rows[:size]
+    """One page of (sequence, DTO) rows past the cursor ``after``, by ascending sequence."""
+    ordered = sorted((row for row in rows if row[0] > after), key=lambda row: row[0])
+    return page_of(request, kind, iter(ordered), filters, size)
+
+
+def page_of(
+    request: web.Request,
+    kind: str,
+    rows: Iterator[tuple[int, dict[str, Any]]],
+    filters: dict[str, Any],
+    size: int,
+) -> web.Response:
+    """One page from (sequence, DTO) rows already past the cursor and in order; reads
+    ``size + 1`` of them at most (to know whether a next page exists), so they may be lazy."""
+    taken = list(islice(rows, size + 1))
     headers = {}
-    if len(rows) > size:
-        cursor = _encode_cursor(kind, filters, page[-1][0])
+    if len(taken) > size:
+        cursor = _encode_cursor(kind, filters, taken[size - 1][0])
         url = request.url.origin().with_path(request.path).with_query({"next": cursor})
         headers["Link"] = f'<{url}>; rel="next"'
-    return json_response(200, [dto for _, dto in page], headers=headers)
+    return json_response(200, [dto for _, dto in taken[:size]], headers=headers)
 
 
-def _query(request: web.Request, allowed: dict[str, set[str]]) -> tuple[dict[str, Any], int]:
+def query(request: web.Request, allowed: dict[str, set[str]]) -> tuple[dict[str, Any], int]:
     """Filters from ``name[op]`` query keys (or the ``next`` token) and the cursor position."""
     query = request.query
     if "next" in query:
         if len(query) > 1:
             # UNDOCUMENTED: `next` carries the filters; other parameters beside it are refused.
-            raise _invalid("next cannot be combined with other query parameters")
+            raise invalid("next cannot be combined with other query parameters")
         return _decode_cursor(request.path, query["next"])
     filters: dict[str, Any] = {}
     for key in query:
         name, _, rest = key.partition("[")
         op = rest.split("]", 1)[0]
         if name not in allowed or op not in allowed[name] or not key.startswith(f"{name}[{op}]"):
-            raise _invalid(f"unknown query parameter {key!r}")
+            raise invalid(f"unknown query parameter {key!r}")
         values = query.getall(key)
         if op in ("in", "nin"):
             # UNDOCUMENTED: arrays are read from repeated keys: k[in]=a&k[in]=b (also k[in][]=a).
             filters.setdefault(f"{name}[{op}]", []).extend(values)
         elif len(values) != 1 or key != f"{name}[{op}]":
-            raise _invalid(f"query parameter {key!r} must be given once")
+            raise invalid(f"query parameter {key!r} must be given once")
         else:
             filters[key] = values[0]
     return filters, 0
@@ -223,9 +240,9 @@ def _query(request: web.Request, allowed: dict[str, set[str]]) -> tuple[dict[str
 async def list_integrations(request: web.Request) -> web.Response:
     """GET /api/v2/integrations: 100 per page, externalPlatform[eq|ne|in|nin] filters."""
     principal = guard(request, READ, write=False)
-    filters, after = _query(request, {"externalPlatform": {"eq", "ne", "in", "nin"}})
+    filters, after = query(request, {"externalPlatform": {"eq", "ne", "in", "nin"}})
     rows = []
-    for seq, dto in _state(request).company_integrations(principal.company_id):
+    for seq, dto in state_of(request).company_integrations(principal.company_id):
         platform = dto["externalPlatform"]
         if "externalPlatform[eq]" in filters and platform != filters["externalPlatform[eq]"]:
             continue
@@ -237,7 +254,7 @@ async def list_integrations(request: web.Request) -> web.Response:
             continue
         rows.append((seq, dto))
     # UNDOCUMENTED: integrations are listed oldest first.
-    return _page(request, request.path, rows, filters, after, 100)
+    return page(request, request.path, rows, filters, after, 100)
 
 
 def _check_platform(
@@ -257,11 +274,11 @@ def _check_platform(
 async def create_integration(request: web.Request) -> web.Response:
     """POST /api/v2/integrations: 201 with the new IntegrationDTO."""
     principal = guard(request, WRITE, write=True)
-    state = _state(request)
-    body = await _json_body(request, _invalid)
+    state = state_of(request)
+    body = await json_body(request, invalid)
     problem = rules.problem("core", "BaseIntegrationDTO", body)
     if problem:
-        raise _invalid(problem)
+        raise invalid(problem)
     with state.locked():
         _check_platform(state, principal.company_id, body, None)
         if len(state.company_integrations(principal.company_id)) >= state.settings.integrations_limit:
@@ -273,7 +290,7 @@ async def create_integration(request: web.Request) -> web.Response:
 
 
 def _own_integration(request: web.Request, principal: Principal) -> dict[str, Any]:
-    found = _state(request).integration(principal.company_id, request.match_info["integrationId"])
+    found = state_of(request).integration(principal.company_id, request.match_info["integrationId"])
     if found is None:
         # UNDOCUMENTED: a malformed id, or another company's integration, is integrationNotFound.
         raise error(404, "integrationNotFound", "Integration not found")
@@ -283,12 +300,12 @@ def _own_integration(request: web.Request, principal: Principal) -> dict[str, An
 async def patch_integration(request: web.Request) -> web.Response:
     """PATCH /api/v2/integrations/{integrationId}: 200 with the updated integration."""
     principal = guard(request, WRITE, write=True)
-    state = _state(request)
+    state = state_of(request)
     current = _own_integration(request, principal)
-    body = await _json_body(request, _invalid)
+    body = await json_body(request, invalid)
     problem = rules.problem("core", "PatchIntegrationDTO", body)
     if problem:
-        raise _invalid(problem)
+        raise invalid(problem)
     with state.locked():
         updated = {**current, **body}
         _check_platform(state, principal.company_id, updated, current["_id"])
@@ -302,7 +319,7 @@ async def delete_integration(request: web.Request) -> web.Response:
     current = _own_integration(request, principal)
     if current["externalPlatform"].strip().lower() in RESERVED_PLATFORMS:
         raise error(400, "reservedPlatformName", "This platform name is reserved")
-    _state(request).delete_integration(current["_id"])
+    state_of(request).delete_integration(current["_id"])
     return web.Response(status=204)
 
 
@@ -310,7 +327,7 @@ async def get_course(request: web.Request) -> web.Response:
     """GET /api/v2/integrations/{integrationId}/courses/{externalId}: ExternalCourseResponseDTO."""
     principal = guard(request, READ, write=False)
     integration = _own_integration(request, principal)
-    course = _state(request).courses.get((integration["_id"], request.match_info["externalId"]))
+    course = state_of(request).courses.get((integration["_id"], request.match_info["externalId"]))
     if course is None:
         # UNDOCUMENTED: a never-imported externalId answers 400 courseNotBelongToIntegration.
         raise error(400, "courseNotBelongToIntegration", "This course does not belong to the integration")
@@ -330,12 +347,12 @@ async def get_course(request: web.Request) -> web.Response:
 def _submitter(op_type: OperationType, limit: Callable[[SimState], int]) -> Any:
     async def submit(request: web.Request) -> web.Response:
         principal = guard(request, BULK, write=True)
-        state = _state(request)
+        state = state_of(request)
 
         def bad(message: str) -> Reply:
             return error(400, "invalidInput", message)
 
-        body = await _json_body(request, bad)
+        body = await json_body(request, bad)
         if not isinstance(body, dict) or not isinstance(body.get("input"), list):
             raise bad("input must be an array")
         if set(body) != {"input"}:
@@ -374,7 +391,7 @@ import_stats = _submitter(OperationType.IMPORT_STATS, lambda s: s.settings.max_s
 
 
 def _own_operation(request: web.Request, principal: Principal) -> Any:
-    op = _state(request).operation(principal.company_id, request.match_info["bulkOperationId"])
+    op = state_of(request).operation(principal.company_id, request.match_info["bulkOperationId"])
     if op is None:
         raise error(404, "bulkOperationNotFound", "Bulk operation not found")
     return op
@@ -384,13 +401,13 @@ async def get_operation(request: web.Request) -> web.Response:
     """GET /api/v2/bulk/operations/{bulkOperationId}: one of the five status DTOs."""
     principal = guard(request, OPS, write=False)
     op = _own_operation(request, principal)
-    return json_response(200, op.dto(_state(request).clock.now()))
+    return json_response(200, op.dto(state_of(request).clock.now()))
 
 
 async def get_results(request: web.Request) -> web.Response:
     """GET /api/v2/bulk/operations/{bulkOperationId}/results: per-item results once ended."""
     principal = guard(request, OPS, write=False)
-    state = _state(request)
+    state = state_of(request)
     with state.locked():
         op = _own_operation(request, principal)
         if op.status(state.clock.now()) not in (OperationStatus.COMPLETED, OperationStatus.ERROR):
@@ -404,27 +421,28 @@ _OP_TYPES = set(
 )
 
 
-def _filter_time(value: str) -> float:
+def filter_time(value: str) -> float:
+    """A date-time filter value as epoch seconds, its milliseconds forced to 0 (documented)."""
     try:
         moment = rules.parse_time(value)
     except ValueError as exc:
-        raise _invalid(f"{value!r} is not an ISO 8601 date-time with a zone") from exc
+        raise invalid(f"{value!r} is not an ISO 8601 date-time with a zone") from exc
     return moment.replace(microsecond=0).timestamp()  # documented: milliseconds forced to 0
 
 
 async def list_operations(request: web.Request) -> web.Response:
     """GET /api/v2/bulk/operations: 20 per page, createdAt/status/type filters, oldest first."""
     principal = guard(request, OPS, write=False)
-    state = _state(request)
-    filters, after = _query(request, {"createdAt": {"gte", "lt"}, "status": {"eq"}, "type": {"eq"}})
-    gte = _filter_time(filters["createdAt[gte]"]) if "createdAt[gte]" in filters else None
-    lt = _filter_time(filters["createdAt[lt]"]) if "createdAt[lt]" in filters else None
+    state = state_of(request)
+    filters, after = query(request, {"createdAt": {"gte", "lt"}, "status": {"eq"}, "type": {"eq"}})
+    gte = filter_time(filters["createdAt[gte]"]) if "createdAt[gte]" in filters else None
+    lt = filter_time(filters["createdAt[lt]"]) if "createdAt[lt]" in filters else None
     status = filters.get("status[eq]")
     if status is not None and status not in {str(s) for s in OperationStatus} - {"prepared"}:
-        raise _invalid(f"unknown status {status!r}")
+        raise invalid(f"unknown status {status!r}")
     op_type = filters.get("type[eq]")
     if op_type is not None and op_type not in _OP_TYPES:
-        raise _invalid(f"unknown type {op_type!r}")
+        raise invalid(f"unknown type {op_type!r}")
     rows = []
     with state.locked():
         now = state.clock.now()
@@ -440,4 +458,4 @@ async def list_operations(request: web.Request) -> web.Response:
                 continue
             rows.append((op.seq, op.dto(now)))
     # UNDOCUMENTED: operations are listed by createdAt ascending (oldest first).
-    return _page(request, request.path, rows, filters, after, 20)
+    return page(request, request.path, rows, filters, after, 20)

@@ -18,8 +18,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from syncer.simulator import api, rules
+from syncer.simulator import api, reads, rules
 from syncer.simulator.faults import FaultRule, FaultRuleError, build_fault_rule
+from syncer.simulator.learners import USER_STATUSES
 from syncer.simulator.settings import SimulatorSettings
 from syncer.simulator.state import SimState
 
@@ -222,7 +223,41 @@ async def _dispatch_control(request: web.Request) -> web.Response:
             return _control_error(f"unknown integration keys: {sorted(unknown)}")
         created = state.add_integration(**data)
         return web.json_response(created, status=201, dumps=dumps)
+    if request.method == "POST" and action == "users":
+        data = await _read_json(request)
+        problem = _users_problem(data)
+        if problem:
+            return _control_error(problem)
+        added = [state.add_user(**entry).dto() for entry in data]
+        return web.json_response(added, status=201, dumps=dumps)
+    if request.method == "POST" and action == "launch":
+        data = await _read_json(request)
+        keys = {"integrationId", "externalId", "mail"}
+        if not isinstance(data, dict) or set(data) != keys or not all(isinstance(data[k], str) for k in keys):
+            return _control_error('give {"integrationId": ..., "externalId": ..., "mail": ...} (strings)')
+        outcome = state.launch(data["integrationId"], data["externalId"], data["mail"])
+        if isinstance(outcome, str):
+            return _control_error(outcome)
+        attempt, opened = outcome
+        return web.json_response(attempt, status=201 if opened else 200, dumps=dumps)
     return web.json_response({"error": f"no control action {request.method} {action}"}, status=404)
+
+
+def _users_problem(data: Any) -> str | None:
+    """What is wrong with a ``POST /_sim/users`` body (a list of {mail, status?, username?})."""
+    if not isinstance(data, list):
+        return 'give a JSON list of {"mail": ..., "status"?: ..., "username"?: ...}'
+    for index, entry in enumerate(data):
+        if not isinstance(entry, dict) or not isinstance(entry.get("mail"), str) or not entry["mail"].strip():
+            return f"user {index}: give an object with a non-empty mail"
+        unknown = set(entry) - {"mail", "status", "username"}
+        if unknown:
+            return f"user {index}: unknown keys {sorted(unknown)}"
+        if "status" in entry and entry["status"] not in USER_STATUSES:
+            return f"user {index}: status must be one of {', '.join(USER_STATUSES)}"
+        if "username" in entry and not (isinstance(entry["username"], str) and entry["username"]):
+            return f"user {index}: username must be a non-empty string"
+    return None
 
 
 _SEEDABLE = {
@@ -286,6 +321,10 @@ def create_app(
     r.add_patch("/api/v2/integrations/{integrationId}", api.patch_integration)
     r.add_delete("/api/v2/integrations/{integrationId}", api.delete_integration)
     r.add_get("/api/v2/integrations/{integrationId}/courses/{externalId}", api.get_course, allow_head=False)
+    r.add_get("/api/v2/courses", reads.list_courses, allow_head=False)
+    r.add_get("/api/v2/courses/stats", reads.list_course_stats, allow_head=False)
+    r.add_put("/api/v2/courses/{courseId}/archive", reads.archive_course)
+    r.add_get("/api/v2/users", reads.list_users, allow_head=False)
     r.add_put("/api/v2/bulk/integrations/{integrationId}/courses", api.import_courses)
     r.add_delete("/api/v2/bulk/integrations/{integrationId}/courses", api.archive_courses)
     r.add_post("/api/v2/bulk/integrations/{integrationId}/stats", api.import_stats)

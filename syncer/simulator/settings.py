@@ -5,8 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ALL_SCOPES = frozenset(
-    {"integrations:read", "integrations:write", "integrations:bulk", "bulkOperations:read"}
+    {
+        "integrations:read",
+        "integrations:write",
+        "integrations:bulk",
+        "bulkOperations:read",
+        "courses:read",
+        "courses:write",
+        "courseStats:read",
+        "users:read",
+    }
 )
+"""Every scope an endpoint of the simulator requires; the demo client is granted them all."""
 DEMO_CLIENT_ID = "demo-client"
 DEMO_CLIENT_SECRET = "demo-secret"  # a public demo value, printed by `syncer simulator`
 DEMO_COMPANY_ID = "5f0c0c0c0c0c0c0c0c0c0c0c"
@@ -29,7 +39,8 @@ DEMO_CLIENT = SimClient(client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECR
 class SimulatorSettings:
     """Everything a simulator instance needs; the defaults are the documented platform limits.
 
-    ``users`` None accepts any learner mail; a set restricts learners to those mails.
+    ``users`` None accepts any learner mail (a user appears when a statistic first names it);
+    a set of mails: those are the users from the start, and only users are learners.
     ``write_rate``/``read_rate`` are requests per company over a sliding 1 s window
     (None: unlimited). ``op_seconds`` is how long an operation takes from submission to its end.
     """
