@@ -148,7 +148,8 @@ async def token(request: web.Request) -> web.Response:
     if "company_id" in body and body["company_id"].lower() != client.company_id.lower():
         # UNDOCUMENTED: a company_id other than the credential's own is refused as invalid_client.
         raise flat(401, "invalid_client")
-    # UNDOCUMENTED: users are not modelled by id, so any well-formed user_id is accepted.
+    # UNDOCUMENTED: any well-formed user_id is accepted (tokens act for the company; not checked
+    # against the users).
     lifetime = state.settings.token_lifetime
     return json_response(
         200,
@@ -283,7 +284,7 @@ async def create_integration(request: web.Request) -> web.Response:
         _check_platform(state, principal.company_id, body, None)
         if len(state.company_integrations(principal.company_id)) >= state.settings.integrations_limit:
             raise error(400, "integrationsLimitReached", "The company has too many integrations")
-        # UNDOCUMENTED: groups and users are not modelled; every well-formed id exists.
+        # UNDOCUMENTED: groups and authors are not modelled; every well-formed id exists.
         integration = {"_id": state.new_id(), **body}
         state.store_integration(integration, principal.company_id)
     return json_response(201, integration)
