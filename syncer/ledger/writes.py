@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -29,6 +29,7 @@ from syncer.ledger.schema import (
     ledger_state,
     operation_items,
     operations,
+    platform_courses_table,
     records,
     runs,
 )
@@ -331,6 +332,15 @@ class LedgerWrites(LedgerBase):
                     values["att_end"] = records.c.payload["lastActivityAt"].as_string()
                     values["att_done"] = records.c.payload["progress"].as_float() >= 100
                 conn.execute(update(records).where(*target).values(**values), ok_keys)
+                if op_type is not OperationType.IMPORT_STATS:
+                    # The ledger's record is now newer than what the last refresh saw of the course.
+                    conn.execute(
+                        delete(platform_courses_table).where(
+                            platform_courses_table.c.integration == integration,
+                            platform_courses_table.c.external_id == bindparam("k"),
+                        ),
+                        ok_keys,
+                    )
             if bad_keys:
                 conn.execute(
                     update(records)

@@ -16,7 +16,7 @@ from syncer.simulator import SimClient, SimulatorThread
 from syncer.simulator.settings import ALL_SCOPES
 from tests.e2e.apply.conftest import attempts_per_pair, live_courses, submissions
 from tests.e2e.refresh.conftest import CLIENT_ID, SECRET, Project, by_hand, control
-from tests.project import course_rows, stat_rows
+from tests.project import AUTHOR, GROUP, course_rows, stat_rows
 
 STATS_PATH = "/stats"
 
@@ -282,3 +282,27 @@ def test_a_missing_read_scope_is_named(
     assert refresh.exit_code != 0
     assert "courseStats:read" in refresh.stderr and "docs/refresh.md" in refresh.stderr
     assert "Traceback" not in refresh.output
+
+
+def test_an_empty_integration_made_by_hand_is_refreshed_then_filled_and_kept_in_step(
+    project: Project,
+) -> None:
+    made = project.sim.state.add_integration(
+        externalPlatform="Acme Academy",
+        groupId=GROUP,
+        authorId=AUTHOR,
+        defaultProgress=0,
+        defaultCompletion=False,
+    )
+    first = project.apply()
+    assert first.exit_code == 0, first.output
+    assert "refreshing before planning: acme" in first.stderr  # on the platform, unknown to the ledger
+    assert project.ledger_rows("select api_id from integrations") == [(made["_id"],)]
+    later = ["C004", "late@acme.example", "10", "30", "2025-05-01T08:00:00Z", "2025-05-01T08:10:00Z"]
+    project.write_stats([*stat_rows(4, 3), later])
+
+    second = project.apply()
+
+    # The refresh saw no course there; the courses imported since are live: nothing is held.
+    assert second.exit_code == 0, second.output
+    assert project.ledger_rows("select count(*) from records where status = 'synced'") == [(4 + 13,)]
