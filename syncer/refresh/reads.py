@@ -17,6 +17,8 @@ from syncer.config import IntegrationConfig
 
 __all__ = [
     "IN_FILTER_SIZE",
+    "LOOKUP_LIMIT",
+    "MAILS_PER_READ",
     "PARALLEL_READS",
     "attempt_pages",
     "course_details",
@@ -30,7 +32,11 @@ __all__ = [
 PARALLEL_READS = 8
 """Lists or details read at once (the rate limiter paces them; more only queue)."""
 IN_FILTER_SIZE = 25
-"""Ids or e-mails per ``[in]`` filter: short URLs, and pages that fill up."""
+"""Course ids per ``[in]`` filter: short URLs, and lists of attempts that fill their pages."""
+MAILS_PER_READ = 100
+"""E-mails per ``mail[in]`` filter (about 3 KB of URL)."""
+LOOKUP_LIMIT = 10_000
+"""Learners looked up by e-mail at most: beyond, listing every learner (500 a page) reads less."""
 
 T = TypeVar("T")
 
@@ -97,10 +103,10 @@ async def course_statuses(client: ApiClient, group_id: str) -> dict[str, str]:
     }
 
 
-def _in_chunks(name: str, values: Sequence[str]) -> list[list[tuple[str, str]]]:
+def _in_chunks(name: str, values: Sequence[str], size: int = IN_FILTER_SIZE) -> list[list[tuple[str, str]]]:
     return [
-        [(f"{name}[in]", value) for value in values[start : start + IN_FILTER_SIZE]]
-        for start in range(0, len(values), IN_FILTER_SIZE)
+        [(f"{name}[in]", value) for value in values[start : start + size]]
+        for start in range(0, len(values), size)
     ]
 
 
@@ -111,12 +117,13 @@ async def attempt_pages(client: ApiClient, course_ids: Sequence[str]) -> AsyncIt
 
 
 async def user_pages(client: ApiClient, mails: Sequence[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
-    """The platform's learners: all of them (``mails`` None), or those with these e-mails."""
-    if mails is None:
+    """The platform's learners: all of them (``mails`` None, or more than ``LOOKUP_LIMIT``), or
+    those with these e-mails."""
+    if mails is None or len(mails) > LOOKUP_LIMIT:
         async for page in client.fetch_users():
             yield page
         return
-    async for page in _pages_of(client.fetch_users, _in_chunks("mail", list(mails))):
+    async for page in _pages_of(client.fetch_users, _in_chunks("mail", list(mails), MAILS_PER_READ)):
         yield page
 
 
