@@ -22,6 +22,13 @@ from syncer.errors import ConfigError, SyncerError
 # loads only the stages it runs (asyncio, orjson, aiohttp, SQLAlchemy, the simulator), so
 # `syncer --help` and `syncer validate` stay fast.
 CONFIG_ARG = click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path, dir_okay=False))
+LOCK_TIMEOUT = click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for another run's lock before exiting 5.",
+)
 
 
 @dataclass
@@ -273,13 +280,7 @@ def _progress_for(ctx: Context) -> Any:
     is_flag=True,
     help="Archive even when more than 10% (and more than 5) of an integration's live courses go.",
 )
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Seconds to wait for another run's lock before exiting 5.",
-)
+@LOCK_TIMEOUT
 @click.option(
     "--poll-seconds",
     type=click.FloatRange(min=0.001),
@@ -373,13 +374,7 @@ def _poll_option(poll_seconds: float | None) -> dict[str, Any]:
     "have are held at plan time.",
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Seconds to wait for another run's lock before exiting 5.",
-)
+@LOCK_TIMEOUT
 @click.pass_obj
 def refresh(
     ctx: Context,

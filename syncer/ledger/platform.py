@@ -9,7 +9,7 @@ identity is its platform ``_id``; its YAML key is a name (docs/refresh.md).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -214,19 +214,7 @@ class LedgerPlatform(LedgerWrites):
     def replace_drift(self, name: str, drift: Sequence[DriftInfo]) -> None:
         """What the last refresh of an integration found different from the ledger."""
         now = _now()
-        rows = [
-            {
-                "integration": name,
-                "kind": d.kind,
-                "key": d.key,
-                "what": d.what,
-                "old": d.old,
-                "new": d.new,
-                "restore": d.restore,
-                "created_at": now,
-            }
-            for d in drift
-        ]
+        rows = [{**asdict(d), "integration": name, "created_at": now} for d in drift]
         with self.translate_errors("recording drift"), self._engine.begin() as conn:
             conn.execute(delete(drift_table).where(drift_table.c.integration == name))
             for start in range(0, len(rows), _CHUNK):

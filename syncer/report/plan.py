@@ -7,6 +7,7 @@ saved plan keeps; markdown stays under ``MARKDOWN_LIMIT`` whatever the plan's si
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -392,18 +393,7 @@ def plan_data(plan: Plan) -> dict[str, Any]:
         "renamed": [{"from": old, "to": new} for new, old in plan.renamed.items()],
         "orphans": list(plan.orphans),
         "drift_total": len(plan.drift),
-        "drift": [
-            {
-                "integration": d.integration,
-                "kind": d.kind,
-                "key": d.key,
-                "what": d.what,
-                "old": d.old,
-                "new": d.new,
-                "restore": d.restore,
-            }
-            for d in plan.drift[:DRIFT_LIMIT]
-        ],
+        "drift": [asdict(d) for d in plan.drift[:DRIFT_LIMIT]],
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -29,15 +30,7 @@ def refresh_data(report: RefreshReport) -> dict[str, Any]:
                 "foreign_attempts": i.foreign_attempts,
                 "drift_total": len(i.drift),
                 "drift": [
-                    {
-                        "kind": d.kind,
-                        "key": d.key,
-                        "what": d.what,
-                        "old": d.old,
-                        "new": d.new,
-                        "restore": d.restore,
-                    }
-                    for d in i.drift[:DRIFT_LIMIT]
+                    {k: v for k, v in asdict(d).items() if k != "integration"} for d in i.drift[:DRIFT_LIMIT]
                 ],
             }
             for i in report.integrations

@@ -7,11 +7,14 @@ ledger built by the migrations; "by hand" changes go through the platform's own 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
+from syncer.resources import schema_path
 from syncer.simulator import SimClient, SimulatorThread
 from syncer.simulator.settings import ALL_SCOPES
 from tests.e2e.apply.conftest import attempts_per_pair, live_courses, submissions
@@ -138,6 +141,8 @@ def test_a_course_archived_by_hand_is_drift_and_apply_restores_it(project: Proje
 
     refresh = project.cli("refresh", str(project.config))
     plan = project.cli("plan", str(project.config), "--detailed-exitcode")
+    data = json.loads(project.cli("plan", str(project.config), "--format", "json").stdout)
+    markdown = project.cli("plan", str(project.config), "--format", "markdown").stdout
     result = project.apply()
 
     assert refresh.exit_code == 0, refresh.output
@@ -145,6 +150,20 @@ def test_a_course_archived_by_hand_is_drift_and_apply_restores_it(project: Proje
     assert plan.exit_code == 2, plan.output
     assert "course C002: archived on the platform" in plan.stdout
     assert "+ acme course C002" in plan.stdout
+    schema = json.loads(schema_path("plan.schema.json").read_text("utf-8"))
+    assert list(Draft202012Validator(schema).iter_errors(data)) == []
+    assert data["drift"] == [
+        {
+            "integration": "acme",
+            "kind": "course",
+            "key": "C002",
+            "what": "archived",
+            "old": "published",
+            "new": "archived",
+            "restore": True,
+        }
+    ]
+    assert "Drift found by the last refresh (1)" in markdown
     assert result.exit_code == 0, result.output
     assert "C002" in live_courses(project.sim)
     after = project.cli("plan", str(project.config), "--detailed-exitcode")
