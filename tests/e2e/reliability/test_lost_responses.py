@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -20,7 +20,7 @@ from syncer.api.client import ApiClient
 from syncer.models import OperationType
 from syncer.simulator import SimState, Simulator
 from tests.api.test_client import FAST_BACKOFF, make_config
-from tests.e2e.reliability.conftest import World, finish_all
+from tests.e2e.reliability.conftest import BASE_TIME, Stat, World, finish_all
 
 
 def test_dropped_answers_are_adopted_not_resent(make_world: Callable[..., World]) -> None:
@@ -83,16 +83,23 @@ def test_a_retried_rejection_is_not_mistaken_for_its_first_operation(
     """The retry of a rejected batch is identical to it: its lost answer must not adopt it."""
     world = make_world(force_new=force_new)
     world.seed(courses=2, learners=4)
-    late = {key: stat for key, stat in world.stats.items() if stat.course == "C1"}
-    del world.courses["C1"]  # its four statistics are rejected: unknown course
+    # Four more learners of C1, deleted on the platform: it refuses their statistics, an item
+    # error each. The plan cannot see it coming (no learner listing), so they are sent; sorted
+    # by pair, they make the last batch of four on their own.
+    late = {}
+    for u in range(4):
+        stat = Stat("C1", f"x{u}@lms.example", BASE_TIME + timedelta(days=5, hours=u), 40, 5)
+        late[stat.key] = stat
+        world.sim.state.add_user(stat.mail, status="deleted")
+    world.stats.update(late)
     world.write()
     first = world.apply()
     assert first.code == 3, first.err  # records rejected
     rejected_ops = [op for op in world.operations() if op["errors"] == len(late)]
     assert len(rejected_ops) == 1 and rejected_ops[0]["items"] == len(late)
 
-    world.courses["C1"] = "Course 1"
-    world.write()
+    for stat in late.values():
+        world.sim.state.add_user(stat.mail, status="active")
     base = f"/api/v2/bulk/integrations/{world.integration_id}"
     world.inject([{"method": "POST", "path": f"{base}/stats", "drop": True}])
     retry = world.apply("--retry-rejected")
