@@ -25,7 +25,7 @@ from syncer.ledger import Ledger, RunStatus
 from syncer.ledger.identity import settle_renames
 from syncer.plan import Plan, build_plan, select_integrations
 from syncer.progress import NullProgress, Progress, event, log
-from syncer.refresh import RefreshReport, refresh_integrations
+from syncer.refresh import RefreshReport, list_learners, refresh_integrations
 from syncer.refresh.reads import find_integration
 
 HEARTBEAT_SECONDS = 30.0
@@ -132,6 +132,7 @@ async def refresh_unknown(
     Never resend blindly: an integration on the platform that the ledger holds no records of
     (a new or lost ledger; a renamed key is settled first, without a read) is read back, and so
     is one whose platform ``_id`` is no longer the ledger's (deleted, recreated) or that is gone.
+    With ``refresh: {users: true}`` the platform's learners are listed first, every run.
     """
     settle_renames(config, ledger, names)
     counts = {info.name: info for info in ledger.integration_infos()}
@@ -145,6 +146,8 @@ async def refresh_unknown(
                 stale.append(name)  # gone from the platform: what the ledger holds is not there
         elif not records or (known is not None and known.api_id and known.api_id != str(found["_id"])):
             stale.append(name)
+    if config.refresh_users:  # refresh: {users: true}: the learner check on every run
+        await list_learners(client, ledger, progress)
     if not stale:
         return None
     event(f"refreshing before planning: {', '.join(stale)} (the ledger cannot speak for them)")

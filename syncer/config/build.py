@@ -63,6 +63,7 @@ def build(doc: Document, path: Path, data: dict[str, Any]) -> Config:
         integrations=integrations,
         version=int(data["version"]),
         digest=content_hash(_public(data)),
+        refresh_users=bool(data.get("refresh", {}).get("users", False)),
     )
 
 

@@ -209,3 +209,4 @@ class Config:
     integrations: Mapping[str, IntegrationConfig]
     version: int = 1
     digest: str = ""  # content hash of the config after interpolation (secrets excluded)
+    refresh_users: bool = False  # refresh.users: each apply lists the platform's learners first

@@ -7,6 +7,20 @@ integration the ledger knows nothing of before it plans.
 
 from __future__ import annotations
 
-from syncer.refresh.run import IntegrationRefresh, RefreshReport, refresh_integrations, run_refresh
+from syncer.refresh.run import (
+    READ_SCOPES,
+    IntegrationRefresh,
+    RefreshReport,
+    list_learners,
+    refresh_integrations,
+    run_refresh,
+)
 
-__all__ = ["IntegrationRefresh", "RefreshReport", "refresh_integrations", "run_refresh"]
+__all__ = [
+    "READ_SCOPES",
+    "IntegrationRefresh",
+    "RefreshReport",
+    "list_learners",
+    "refresh_integrations",
+    "run_refresh",
+]

@@ -71,7 +71,14 @@ from syncer.refresh.reads import (
     user_pages,
 )
 
-__all__ = ["IntegrationRefresh", "RefreshReport", "refresh_integrations", "run_refresh"]
+__all__ = [
+    "READ_SCOPES",
+    "IntegrationRefresh",
+    "RefreshReport",
+    "list_learners",
+    "refresh_integrations",
+    "run_refresh",
+]
 
 READ_SCOPES = ("integrations:read", "courses:read", "courseStats:read", "users:read")
 """The OAuth scopes a refresh reads with (docs/refresh.md)."""
@@ -204,14 +211,7 @@ async def _refresh(
         )
         found[name] = dto
     if users:
-        handle = progress.task("reading learners")
-        rows: list[tuple[str, str | None, str]] = []
-        async for page in user_pages(client, None):
-            rows.extend(_user_row(u) for u in page)
-            progress.advance(handle, len(page))
-        progress.done(handle)
-        report.users_read = ledger.record_users(rows, listed=True)
-        event(f"learners listed: {report.users_read:,}", users=report.users_read)
+        report.users_read = await list_learners(client, ledger, progress)
     if found:
         with build_plan(config, ledger, integrations=list(found)) as plan:
             conn, staged = plan.staging()
@@ -243,6 +243,23 @@ async def _refresh(
     report.reads = client.requests_sent.get("GET", 0) - gets_before
     report.seconds = time.monotonic() - started
     return report
+
+
+async def list_learners(client: ApiClient, ledger: Ledger, progress: Progress | None = None) -> int:
+    """List every learner of the platform into the ledger; the plan's learner check is on from then.
+
+    ``syncer refresh --users``, and every apply with ``refresh: {users: true}``. Returns how many.
+    """
+    progress = progress or NullProgress()
+    handle = progress.task("reading learners")
+    rows: list[tuple[str, str | None, str]] = []
+    async for page in user_pages(client, None):
+        rows.extend(_user_row(u) for u in page)
+        progress.advance(handle, len(page))
+    progress.done(handle)
+    count = ledger.record_users(rows, listed=True)
+    event(f"learners listed: {count:,}", users=count)
+    return count
 
 
 def _user_row(user: Mapping[str, Any]) -> tuple[str, str | None, str]:

@@ -325,3 +325,18 @@ def test_an_empty_integration_made_by_hand_is_refreshed_then_filled_and_kept_in_
     # The refresh saw no course there; the courses imported since are live: nothing is held.
     assert second.exit_code == 0, second.output
     assert project.ledger_rows("select count(*) from records where status = 'synced'") == [(4 + 13,)]
+
+
+def test_a_config_can_ask_every_apply_to_list_the_learners(
+    make_sim: Callable[..., SimulatorThread], make_project: Callable[..., Project]
+) -> None:
+    known = {f"learner{u:02d}@acme.example" for u in (1, 2)}
+    project = make_project(make_sim(users=frozenset(known)))
+    project.config.write_text("refresh: {users: true}\n" + project.config.read_text())
+
+    result = project.apply()
+
+    assert result.exit_code == 3, result.output
+    assert "learners listed: 2" in result.stderr
+    assert sum(op["errors"] for op in project.sim.snapshot()["operations"]) == 0  # held, not sent
+    assert project.ledger_rows("select count(*) from held_records") == [(4,)]
