@@ -40,10 +40,21 @@ def simulated(config: Config, *, op_seconds: float = 0.2) -> Iterator[Config]:
                 contextlib.closing(sqlite3.connect(copy)) as dst,
             ):
                 src.backup(dst)
+        known = _ledger_ids(copy) if copy.is_file() else {}
         with SimulatorThread(SimulatorSettings(op_seconds=op_seconds)) as sim:
             for spec in config.integrations.values():
                 if spec.id is not None:
                     sim.state.add_integration(_id=spec.id, externalPlatform=spec.platform or spec.name)
+                elif spec.name in known:
+                    # Declared and known to the ledger: the simulated platform has it under the
+                    # same id, so the run plans against the ledger as a real one would (it does
+                    # not take it for an integration deleted on the platform).
+                    sim.state.add_integration(
+                        _id=known[spec.name],
+                        externalPlatform=spec.platform or spec.name,
+                        groupId=spec.group,
+                        authorId=spec.author,
+                    )
             api = replace(
                 config.api,
                 base_url=sim.base_url,
@@ -53,3 +64,13 @@ def simulated(config: Config, *, op_seconds: float = 0.2) -> Iterator[Config]:
             )
             event(f"simulating: API {sim.base_url}, ledger copy {copy}")
             yield replace(config, api=api, ledger_url=Secret(f"sqlite:///{copy}"))
+
+
+def _ledger_ids(path: Path) -> dict[str, str]:
+    """Integration name -> platform id, as the copied ledger knows them (none if it has no table)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        try:
+            rows = conn.execute("SELECT name, api_id FROM integrations WHERE api_id IS NOT NULL").fetchall()
+        except sqlite3.Error:
+            return {}
+    return {str(name): str(api_id) for name, api_id in rows}

@@ -340,3 +340,15 @@ def test_a_config_can_ask_every_apply_to_list_the_learners(
     assert "learners listed: 2" in result.stderr
     assert sum(op["errors"] for op in project.sim.snapshot()["operations"]) == 0  # held, not sent
     assert project.ledger_rows("select count(*) from held_records") == [(4,)]
+
+
+def test_apply_simulate_on_a_ledger_in_step_sends_nothing(project: Project) -> None:
+    assert project.apply().exit_code == 0
+
+    simulated = project.apply("--simulate")
+
+    # The simulated platform has the declared integration under the ledger's id: the run plans
+    # against the ledger, as a real one would, instead of taking the integration for deleted.
+    assert simulated.exit_code == 0, simulated.output
+    assert "0 operation(s)" in simulated.stdout
+    assert "refreshing before planning" not in simulated.stderr
