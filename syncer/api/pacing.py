@@ -48,7 +48,12 @@ class Backoff:
 
 
 class RateLimiter:
-    """Spaces requests evenly: never more than ``rate`` requests in any ``window`` seconds."""
+    """Spaces requests evenly: never more than ``rate`` requests in any ``window`` seconds.
+
+    Slots are reserved in order, ``window / rate`` apart; the window is then checked against the
+    moments requests really left. A sleeper that woke late (a busy event loop) went out later than
+    its slot: a later request, reserved before, must not go out less than a window after it.
+    """
 
     def __init__(self, rate: float, *, window: float = 1.0, margin: float = 0.02) -> None:
         if rate <= 0:
@@ -57,17 +62,21 @@ class RateLimiter:
         self._window = window
         # A small margin absorbs the jitter between leaving here and reaching the server.
         self._margin = margin
-        self._granted: deque[float] = deque(maxlen=max(1, math.floor(rate)))
+        self._sent: deque[float] = deque(maxlen=max(1, math.floor(rate)))
         self._next = 0.0
 
     async def acquire(self) -> None:
         """Wait for this request's slot."""
-        now = asyncio.get_running_loop().time()
-        slot = max(now, self._next)
-        if len(self._granted) == self._granted.maxlen:
-            slot = max(slot, self._granted[0] + self._window + self._margin)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         # Reserve before sleeping (no await in between), so concurrent callers queue up in order.
-        self._granted.append(slot)
+        slot = max(now, self._next)
         self._next = slot + self._interval
         if slot > now:
             await asyncio.sleep(slot - now)
+        while len(self._sent) == self._sent.maxlen:
+            wait = self._sent[0] + self._window + self._margin - loop.time()
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        self._sent.append(loop.time())  # no await since the check: the window holds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -89,6 +90,26 @@ async def test_rate_limiter_never_exceeds_its_window() -> None:
     interval = window / rate
     for k, moment in enumerate(times):
         assert moment - times[0] >= k * interval * 0.99, (k, moment - times[0])
+
+
+async def test_rate_limiter_counts_when_requests_really_left() -> None:
+    """A busy event loop wakes a sleeper late; the window counts from when it really went out."""
+    window, rate = 0.2, 5
+    limiter = RateLimiter(rate, window=window, margin=0.0)
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def one(stall: bool) -> None:
+        await limiter.acquire()
+        times.append(loop.time())
+        if stall:
+            time.sleep(0.1)  # the loop is blocked: every sleeper due meanwhile wakes late
+
+    await asyncio.gather(*(one(stall=(k == 1)) for k in range(16)))
+    times.sort()
+    for i, start in enumerate(times):
+        inside = [t for t in times[i:] if t < start + window]
+        assert len(inside) <= rate, (i, [round(t - start, 3) for t in inside])
 
 
 def test_secret_stays_out_of_repr() -> None:
