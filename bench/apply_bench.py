@@ -97,12 +97,13 @@ def stat_rows(rows: int, courses: int, changed_share: float = 0.0, seed: int = 7
 
 
 class SimProcess:
-    """The simulator in its own process, stopped with SIGINT."""
+    """The simulator in its own process, stopped with SIGINT; ``command`` replaces ``syncer
+    simulator`` by another program that prints a ``LISTENING`` line (bench/refresh_bench.py)."""
 
-    def __init__(self, op_seconds: float, log: Path) -> None:
+    def __init__(self, op_seconds: float, log: Path, command: list[str] | None = None) -> None:
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            simulator_command(op_seconds, "--trust-items"),
+            command or simulator_command(op_seconds, "--trust-items"),
             stdout=subprocess.PIPE,
             stderr=self._log,
             cwd=ROOT,
