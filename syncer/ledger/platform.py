@@ -151,42 +151,39 @@ class LedgerPlatform(LedgerWrites):
             for start in range(0, len(rows), _CHUNK):
                 conn.execute(insert(platform_courses_table), rows[start : start + _CHUNK])
 
-    def record_users(self, users: Iterable[tuple[str, str | None, str]], *, listed: bool = False) -> int:
-        """Learners read from the platform: (id, e-mail, status); ``listed``: all of them were read
-        (``refresh --users``), which turns the learner check on. Returns how many."""
+    def record_users(self, users: Iterable[tuple[str, str | None, str]]) -> int:
+        """Learners read from the platform: (id, e-mail, status), one page at a time. Returns how many."""
         now = _now()
         rows = [
             {"user_id": u.lower(), "mail": m.strip().lower() if m else None, "status": s, "seen_at": now}
             for u, m, s in users
         ]
+        if not rows:
+            return 0
         t = platform_users_table
         with self.translate_errors("recording learners"), self._engine.begin() as conn:
-            if listed:
-                conn.execute(delete(t))  # the full list replaces what was known
-            for start in range(0, len(rows), _CHUNK):
-                stmt = _upsert(self.dialect, t)
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["user_id"],
-                        set_={"mail": stmt.excluded.mail, "status": stmt.excluded.status, "seen_at": now},
-                    ),
-                    rows[start : start + _CHUNK],
-                )
-            if listed:
-                conn.execute(update(ledger_state).values(users_listed_at=now))
+            stmt = _upsert(self.dialect, t)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["user_id"],
+                    set_={"mail": stmt.excluded.mail, "status": stmt.excluded.status, "seen_at": now},
+                ),
+                rows,
+            )
         return len(rows)
 
-    def learner_ids(self, mails: Sequence[str]) -> dict[str, str]:
-        """E-mail (lowercased) -> user id of the learners known with these e-mails (not deleted)."""
-        t = platform_users_table.c
-        wanted = sorted({m.strip().lower() for m in mails})
-        found: dict[str, str] = {}
-        with self.translate_errors("reading learners"), self._engine.connect() as conn:
-            for start in range(0, len(wanted), 500):  # stay far below bound-parameter limits
-                chunk = wanted[start : start + 500]
-                query = select(t.mail, t.user_id).where(t.mail.in_(chunk), t.status != "deleted")
-                found.update({mail: user for mail, user in conn.execute(query)})
-        return found
+    def finish_user_listing(self, started: datetime) -> None:
+        """Every learner was listed since ``started``: those not seen are gone, and the plan's
+        learner check is on from now (``users_listed_at``)."""
+        t = platform_users_table
+        with self.translate_errors("recording learners"), self._engine.begin() as conn:
+            conn.execute(delete(t).where(t.c.seen_at < started))
+            conn.execute(update(ledger_state).values(users_listed_at=_now()))
+
+    @staticmethod
+    def now() -> datetime:
+        """The time as the ledger records it (for ``finish_user_listing``)."""
+        return _now()
 
     def users_listed_at(self) -> datetime | None:
         """When the platform's learners were last listed (None: never; the learner check is off)."""

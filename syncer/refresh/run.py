@@ -27,6 +27,7 @@ looked up, and the check stays as it was. Nothing is ever written to the platfor
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -46,6 +47,7 @@ from sqlalchemy import (
     and_,
     cast,
     exists,
+    func,
     insert,
     select,
     type_coerce,
@@ -58,11 +60,13 @@ from syncer.config import Config, OnDrift
 from syncer.errors import ApiError, ApiUnavailable
 from syncer.ledger import DriftInfo, Ledger, records
 from syncer.ledger.identity import settle_renames
+from syncer.ledger.schema import platform_courses_table, platform_users_table
 from syncer.models import RecordKind, RecordStatus
 from syncer.plan import build_plan
 from syncer.plan.tables import OK
 from syncer.progress import NullProgress, Progress, event
 from syncer.refresh.reads import (
+    LOOKUP_LIMIT,
     attempt_pages,
     course_details,
     course_statuses,
@@ -248,17 +252,28 @@ async def _refresh(
 async def list_learners(client: ApiClient, ledger: Ledger, progress: Progress | None = None) -> int:
     """List every learner of the platform into the ledger; the plan's learner check is on from then.
 
-    ``syncer refresh --users``, and every apply with ``refresh: {users: true}``. Returns how many.
+    ``syncer refresh --users``, and every apply with ``refresh: {users: true}``. Each page is
+    recorded as it comes; learners not listed are forgotten once the list is complete. Returns
+    how many.
     """
+    started = ledger.now()
+    count = await _record_learners(client, ledger, None, progress)
+    ledger.finish_user_listing(started)
+    event(f"learners listed: {count:,}", users=count)
+    return count
+
+
+async def _record_learners(
+    client: ApiClient, ledger: Ledger, mails: Sequence[str] | None, progress: Progress | None
+) -> int:
+    """Read learners (all, or these e-mails) into the ledger a page at a time; how many."""
     progress = progress or NullProgress()
     handle = progress.task("reading learners")
-    rows: list[tuple[str, str | None, str]] = []
-    async for page in user_pages(client, None):
-        rows.extend(_user_row(u) for u in page)
+    count = 0
+    async for page in user_pages(client, mails):
+        count += ledger.record_users(_user_row(u) for u in page)
         progress.advance(handle, len(page))
     progress.done(handle)
-    count = ledger.record_users(rows, listed=True)
-    event(f"learners listed: {count:,}", users=count)
     return count
 
 
@@ -457,58 +472,28 @@ class _Refresh:
     # -- attempts ---------------------------------------------------------------------------------
 
     async def attempts(self, *, learners_listed: bool) -> None:
-        """Read the attempts on the courses found; adopt, note foreign attempts and lost ones."""
+        """Read the attempts on the courses found; adopt, note foreign attempts and lost ones.
+
+        The attempts (by course) and the learners of the statistics at hand (by e-mail) are read
+        at once; the (course, learner) pairs are then matched in SQL, nothing per row in memory.
+        """
         if not self.courses_found:
             return
-        s, r, conn = self.s, records, self.conn
+        conn = self.conn
         self.pairs.metadata.create_all(conn)
         conn.commit()  # PostgreSQL: the temporary tables outlive the rollbacks below
-        grps = union(
-            select(s.c.grp).where(s.c.integration == self.name, s.c.kind == _STAT, s.c.state == OK),
-            select(r.c.grp).where(r.c.integration == self.name, r.c.kind == _STAT, r.c.grp.is_not(None)),
-        ).subquery()
-        mails: set[str] = set()
-        for grp in self._grps(select(grps.c.grp)):
-            if grp[2] == "mail" and grp[0] in ("externalId", "internalId"):
-                mails.add(str(grp[3]).strip().lower())
-        conn.rollback()
-        user_ids = await self._learners(sorted(mails), listed=learners_listed)
-        by_course = {v: v for v in self.courses_found.values()}
-        rows: list[dict[str, Any]] = []
-        for grp in self._grps(select(grps.c.grp)):
-            course = (
-                self.courses_found.get(grp[1])
-                if grp[0] == "externalId"
-                else by_course.get(str(grp[1]).lower())
-            )
-            learner = user_ids.get(str(grp[3]).strip().lower()) if grp[2] == "mail" else str(grp[3]).lower()
-            if course and learner:
-                rows.append({"grp": grp.text, "course_id": course, "user_id": learner})
-            if len(rows) >= _CHUNK:
-                conn.execute(insert(self.pairs), rows)
-                rows = []
-        if rows:
-            conn.execute(insert(self.pairs), rows)
+        mails = None if learners_listed else self._mails()
+        conn.rollback()  # no snapshot pinned while the platform is read
+        reads = [self._read_attempts(sorted(set(self.courses_found.values())))]
+        if mails is None or mails:
+            reads.append(self._read_learners(mails if mails is not None else []))
+        await asyncio.gather(*reads)
+        found = self.found_attempts.c
+        Index(None, found.course_id, found.user_id, found.first_at).create(conn)
+        self._pair()
         Index(None, self.pairs.c.course_id, self.pairs.c.user_id).create(conn)
         Index(None, self.pairs.c.grp).create(conn)
-        courses = [c for (c,) in conn.execute(select(self.pairs.c.course_id).distinct())]
-        conn.commit()
-        handle = self.progress.task(f"reading {self.name}'s attempts")
-        async for page in attempt_pages(self.client, sorted(courses)):
-            values = [v for v in (_attempt_row(a) for a in page) if v is not None]
-            if values:
-                conn.execute(insert(self.found_attempts), values)
-            self.item.attempts_read += len(page)
-            self.progress.advance(handle, len(page))
-        conn.commit()
-        self.progress.done(handle)
-        Index(
-            None,
-            self.found_attempts.c.course_id,
-            self.found_attempts.c.user_id,
-            self.found_attempts.c.first_at,
-        ).create(conn)
-        Index(None, s.c.grp, s.c.ord).create(conn)
+        Index(None, self.s.c.grp, self.s.c.ord).create(conn)
         conn.commit()
         self.item.stats_adopted = self.ledger.adopt_records(self._matched())
         self.item.foreign_attempts = self.ledger.replace_foreign_attempts(self.name, self._foreign())
@@ -516,25 +501,71 @@ class _Refresh:
             self._drift("stat", key, "missing", f"attempt started {first_at}", "no such attempt", False)
         conn.rollback()
 
-    def _grps(self, query: Any) -> Iterator[_Grp]:
-        for (text,) in self.conn.execute(query, execution_options={"yield_per": 5000}):
-            try:
-                parts = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(parts, list) and len(parts) == 4:
-                yield _Grp(text, parts)
+    def _grps(self) -> Any:
+        """The (course, learner) pairs of the statistics at hand: the source's and the ledger's."""
+        s, r = self.s, records
+        return union(
+            select(s.c.grp.label("grp")).where(
+                s.c.integration == self.name, s.c.kind == _STAT, s.c.state == OK
+            ),
+            select(r.c.grp).where(r.c.integration == self.name, r.c.kind == _STAT, r.c.grp.is_not(None)),
+        ).subquery()
 
-    async def _learners(self, mails: Sequence[str], *, listed: bool) -> dict[str, str]:
-        """E-mail -> user id for these learners: from the full list just read, else looked up."""
-        if not mails:
-            return {}
-        if not listed:
-            rows: list[tuple[str, str | None, str]] = []
-            async for page in user_pages(self.client, mails):
-                rows.extend(_user_row(u) for u in page)
-            self.ledger.record_users(rows)
-        return self.ledger.learner_ids(mails)
+    def _mails(self) -> list[str] | None:
+        """The learners' e-mails to look up; None when there are more than ``LOOKUP_LIMIT``
+        (listing every learner then reads less)."""
+        g = self._grps()
+        doc = _grp_doc(self.conn, g.c.grp)
+        query = (
+            select(doc[3].as_string()).where(doc[2].as_string() == "mail").distinct().limit(LOOKUP_LIMIT + 1)
+        )
+        found = [mail for (mail,) in self.conn.execute(query) if mail]
+        return None if len(found) > LOOKUP_LIMIT else found
+
+    async def _read_attempts(self, courses: Sequence[str]) -> None:
+        conn = self.conn
+        handle = self.progress.task(f"reading {self.name}'s attempts")
+        async for page in attempt_pages(self.client, courses):
+            values = [v for v in (_attempt_row(a) for a in page) if v is not None]
+            if values:
+                conn.execute(insert(self.found_attempts), values)
+            self.item.attempts_read += len(page)
+            self.progress.advance(handle, len(page))
+        conn.commit()
+        self.progress.done(handle)
+
+    async def _read_learners(self, mails: Sequence[str]) -> None:
+        """The learners of the statistics at hand, by e-mail (all of them: ``mails`` empty)."""
+        await _record_learners(self.client, self.ledger, mails or None, self.progress)
+
+    def _pair(self) -> None:
+        """Fill the pairs table: each (course, learner) pair with the platform's course and user ids.
+
+        E-mails are compared as written: the mapper lower-cases them, the ledger records the
+        platform's lower-cased.
+        """
+        g = self._grps()
+        doc = _grp_doc(self.conn, g.c.grp)
+        ctype, course, utype, learner = (doc[i].as_string() for i in range(4))
+        pc, pu = platform_courses_table, platform_users_table
+        by_course = {
+            "externalId": pc.c.external_id == course,
+            "internalId": pc.c.course_id == func.lower(course),
+        }
+        for kind, course_match in by_course.items():
+            of_course = and_(pc.c.integration == self.name, pc.c.course_id.is_not(None), course_match)
+            by_mail = (
+                select(g.c.grp, pc.c.course_id, pu.c.user_id)
+                .select_from(g.join(pc, of_course).join(pu, pu.c.mail == learner))
+                .where(ctype == kind, utype == "mail", pu.c.status != "deleted")
+            )
+            by_id = (
+                select(g.c.grp, pc.c.course_id, func.lower(learner))
+                .select_from(g.join(pc, of_course))
+                .where(ctype == kind, utype == "internalId")
+            )
+            for query in (by_mail, by_id):
+                self.conn.execute(insert(self.pairs).from_select(["grp", "course_id", "user_id"], query))
 
     def _matched(self) -> Iterator[dict[str, Any]]:
         """Statistics of the source the platform holds and the ledger does not: adopted."""
@@ -641,15 +672,6 @@ class _Refresh:
             .order_by(r.c.key)
         )
         return [(key, first_at) for key, first_at in self.conn.execute(query)]
-
-
-@dataclass(frozen=True, slots=True)
-class _Grp:
-    text: str
-    parts: list[Any]
-
-    def __getitem__(self, index: int) -> Any:
-        return self.parts[index]
 
 
 def _attempt_row(attempt: Mapping[str, Any]) -> dict[str, Any] | None:
