@@ -3,18 +3,46 @@
 A plan stages and compares in temporary tables of its own (syncer/plan/tables.py) and reads the
 ledger's. It writes them in two ways only: the ``Ledger``'s methods (its invalid rows, its held
 statistics), and the statements here, which join the plan's staged records: recording the
-source digest of the records found unchanged.
+source digest of the records found unchanged, and adopting the statistics a refresh found on the
+platform as they are (syncer/refresh).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, Table, update
 from sqlalchemy.engine import Connection
 
-from syncer.ledger.schema import records
+from syncer.ledger.schema import ledger_state, records
+from syncer.ledger.writes import _upsert
 from syncer.models import RecordStatus
 
-__all__ = ["remember_digests"]
+__all__ = ["ADOPTED_COLUMNS", "adopt_statistics", "remember_digests"]
+
+ADOPTED_COLUMNS = (
+    "integration", "kind", "key", "hash", "payload", "status", "live", "origin", "source_digest",
+    "grp", "first_at", "att_end", "att_done", "created_at", "updated_at",
+)  # fmt: skip
+"""The columns of ``records`` that ``adopt_statistics``'s query gives, in its order."""
+
+
+def adopt_statistics(conn: Connection, rows: Any) -> int:
+    """Record as synced the statistics a refresh found on the platform with the same content.
+
+    ``rows`` is a SELECT of ``ADOPTED_COLUMNS`` over the plan's temporary tables; a key the
+    ledger already holds is left alone (the ledger's own record wins). One statement, in the
+    database: nothing per row in Python. Commits on ``conn``; returns how many were recorded.
+    """
+    stmt = _upsert(conn.dialect.name, records).from_select(list(ADOPTED_COLUMNS), rows)
+    try:
+        conn.execute(update(ledger_state).values(generation=ledger_state.c.generation + 1))
+        count = conn.execute(stmt.on_conflict_do_nothing()).rowcount
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return max(0, count or 0)
 
 
 def remember_digests(conn: Connection, staged: Table, unchanged: ColumnElement[bool]) -> int:

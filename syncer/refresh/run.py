@@ -39,6 +39,8 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    DateTime,
+    Float,
     Index,
     MetaData,
     String,
@@ -47,8 +49,10 @@ from sqlalchemy import (
     and_,
     cast,
     exists,
+    false,
     func,
     insert,
+    literal,
     select,
     type_coerce,
     union,
@@ -60,6 +64,7 @@ from syncer.config import Config, OnDrift
 from syncer.errors import ApiError, ApiUnavailable
 from syncer.ledger import DriftInfo, Ledger, records
 from syncer.ledger.identity import settle_renames
+from syncer.ledger.planning import adopt_statistics
 from syncer.ledger.schema import platform_courses_table, platform_users_table
 from syncer.models import RecordKind, RecordStatus
 from syncer.plan import build_plan
@@ -88,8 +93,6 @@ READ_SCOPES = ("integrations:read", "courses:read", "courseStats:read", "users:r
 """The OAuth scopes a refresh reads with (docs/refresh.md)."""
 _STAT, _COURSE = RecordKind.STAT.value, RecordKind.COURSE.value
 _CHUNK = 2000
-# Fields of a statistic the platform gives back (CourseStatDTO), compared to say "same content".
-_STAT_FIELDS = ("progress", "timeSpent", "score", "lastActivityAt")
 
 
 @dataclass
@@ -229,8 +232,14 @@ async def _refresh(
                 work = _Refresh(
                     client, ledger, conn, staged, item, dto, on_drift, progress, f"{tag}_{len(item.name)}"
                 )
-                await work.courses()
-                await work.attempts(learners_listed=users)
+                # The learners' list is a chain of pages, one round trip each: it is read while
+                # the courses and then the attempts are.
+                work.start_learners(listed=users)
+                try:
+                    await work.courses()
+                    await work.attempts()
+                finally:
+                    await work.stop_learners()
                 ledger.replace_drift(item.name, item.drift)
                 ledger.mark_refreshed(item.name)
                 event(
@@ -310,6 +319,7 @@ class _Refresh:
         self.name = item.name
         self.api_id = str(dto["_id"])
         self.courses_found: dict[str, str] = {}  # externalId -> course id (published or archived)
+        self._learners: asyncio.Future[None] | None = None
         metadata = MetaData()
         self.pairs = Table(
             f"syncer_rpair_{tag}",
@@ -328,9 +338,9 @@ class _Refresh:
             Column("last_at", Text),
             Column("end_at", Text, nullable=False),
             Column("done", Boolean, nullable=False),
-            Column("progress", Text),
-            Column("time_spent", Text),
-            Column("score", Text),
+            Column("progress", Float),
+            Column("time_spent", Float),
+            Column("score", Float),
             Column("attempt_id", String(24)),
             prefixes=["TEMPORARY"],
         )
@@ -471,23 +481,35 @@ class _Refresh:
 
     # -- attempts ---------------------------------------------------------------------------------
 
-    async def attempts(self, *, learners_listed: bool) -> None:
+    def start_learners(self, *, listed: bool) -> None:
+        """Start reading the learners of the statistics at hand (unless all were just ``listed``)."""
+        self.pairs.metadata.create_all(self.conn)
+        self.conn.commit()  # PostgreSQL: the temporary tables outlive the rollbacks below
+        mails = [] if listed else self._mails()
+        self.conn.rollback()  # no snapshot pinned while the platform is read
+        if mails is None or mails:
+            self._learners = asyncio.ensure_future(self._read_learners(mails or []))
+
+    async def stop_learners(self) -> None:
+        """The learners' reading, awaited (or cancelled when the refresh failed before)."""
+        task, self._learners = self._learners, None
+        if task is not None and not task.done():
+            task.cancel()
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def attempts(self) -> None:
         """Read the attempts on the courses found; adopt, note foreign attempts and lost ones.
 
-        The attempts (by course) and the learners of the statistics at hand (by e-mail) are read
-        at once; the (course, learner) pairs are then matched in SQL, nothing per row in memory.
+        The attempts (by course) are read while the learners of the statistics at hand (by
+        e-mail) are; the (course, learner) pairs are then matched in SQL, nothing per row in memory.
         """
+        conn = self.conn
+        await self._read_attempts(sorted(set(self.courses_found.values())))
+        if self._learners is not None:
+            await self._learners  # raises what the learners' reading raised
         if not self.courses_found:
             return
-        conn = self.conn
-        self.pairs.metadata.create_all(conn)
-        conn.commit()  # PostgreSQL: the temporary tables outlive the rollbacks below
-        mails = None if learners_listed else self._mails()
-        conn.rollback()  # no snapshot pinned while the platform is read
-        reads = [self._read_attempts(sorted(set(self.courses_found.values())))]
-        if mails is None or mails:
-            reads.append(self._read_learners(mails if mails is not None else []))
-        await asyncio.gather(*reads)
         found = self.found_attempts.c
         Index(None, found.course_id, found.user_id, found.first_at).create(conn)
         self._pair()
@@ -495,7 +517,7 @@ class _Refresh:
         Index(None, self.pairs.c.grp).create(conn)
         Index(None, self.s.c.grp, self.s.c.ord).create(conn)
         conn.commit()
-        self.item.stats_adopted = self.ledger.adopt_records(self._matched())
+        self.item.stats_adopted = self._adopt_same() + self.ledger.adopt_records(self._differing())
         self.item.foreign_attempts = self.ledger.replace_foreign_attempts(self.name, self._foreign())
         for key, first_at in self._lost():
             self._drift("stat", key, "missing", f"attempt started {first_at}", "no such attempt", False)
@@ -567,54 +589,78 @@ class _Refresh:
             for query in (by_mail, by_id):
                 self.conn.execute(insert(self.pairs).from_select(["grp", "course_id", "user_id"], query))
 
-    def _matched(self) -> Iterator[dict[str, Any]]:
-        """Statistics of the source the platform holds and the ledger does not: adopted."""
+    def _matched(self, same: bool) -> Any:
+        """The statistics of the source the platform holds and the ledger does not, with their
+        attempt; ``same``: those whose content the platform holds as it is, else the others."""
         s, p, a, r = self.s, self.pairs, self.found_attempts, records
-        query = (
-            select(
-                s.c.key, s.c.hash, s.c.payload, s.c.origin, s.c.digest, s.c.grp, s.c.ord,
-                a.c.last_at, a.c.end_at, a.c.done, a.c.progress, a.c.time_spent, a.c.score,
-            )
-            .select_from(s.join(p, p.c.grp == s.c.grp).join(
+        doc = _grp_doc(self.conn, s.c.payload)
+        equal = and_(
+            doc["progress"].as_float() == a.c.progress,
+            doc["timeSpent"].as_float() == a.c.time_spent,
+            func.coalesce(doc["score"].as_float(), -1.0) == func.coalesce(a.c.score, -1.0),
+            doc["lastActivityAt"].as_string() == a.c.last_at,
+        )
+        return (
+            s.join(p, p.c.grp == s.c.grp).join(
                 a, and_(a.c.course_id == p.c.course_id, a.c.user_id == p.c.user_id, a.c.first_at == s.c.ord)
-            ))
-            .where(
+            ),
+            and_(
                 s.c.integration == self.name,
                 s.c.kind == _STAT,
                 s.c.state == OK,
                 ~exists().where(r.c.integration == self.name, r.c.kind == _STAT, r.c.key == s.c.key),
+                equal if same else ~equal,
+            ),
+        )
+
+    def _adopt_same(self) -> int:
+        """Adopt, in one statement, the statistics the platform holds with the same content."""
+        s, a = self.s, self.found_attempts
+        joined, where = self._matched(same=True)
+        now = literal(self.ledger.now(), DateTime(timezone=True))
+        payload = cast(s.c.payload, JSON) if self.conn.dialect.name == "postgresql" else s.c.payload
+        rows = (
+            select(
+                s.c.integration, literal(_STAT), s.c.key, s.c.hash, payload,
+                literal(RecordStatus.SYNCED.value), false(), s.c.origin, s.c.digest,
+                s.c.grp, s.c.ord, a.c.end_at, a.c.done, now, now,
             )
+            .select_from(joined)
+            .where(where)
+        )  # fmt: skip
+        return adopt_statistics(self.conn, rows)
+
+    def _differing(self) -> Iterator[dict[str, Any]]:
+        """Statistics the platform holds with other values: recorded with the platform's values,
+        so that the plan sends the source's as a change (few: read into Python)."""
+        s, a = self.s, self.found_attempts
+        joined, where = self._matched(same=False)
+        query = (
+            select(
+                s.c.key, s.c.payload, s.c.origin, s.c.grp, s.c.ord,
+                a.c.last_at, a.c.end_at, a.c.done, a.c.progress, a.c.time_spent, a.c.score,
+            )
+            .select_from(joined)
+            .where(where)
             .order_by(s.c.key)
         )  # fmt: skip
         seen: str | None = None
         for row in self.conn.execute(query, execution_options={"yield_per": _CHUNK}):
-            key, hash_, payload, origin, digest, grp, first_at, last_at, end_at, done, prog, spent, score = (
-                row
-            )
+            key, payload, origin, grp, first_at, last_at, end_at, done, prog, spent, score = row
             if key == seen:
                 continue  # two platform attempts started at the same moment: the first one
             seen = key
-            sent = orjson.loads(payload)
             held = {"progress": prog, "timeSpent": spent, "score": score, "lastActivityAt": last_at}
-            same = all(_same_value(sent.get(f), held[f]) for f in _STAT_FIELDS)
-            if not same:
-                sent = {
-                    **sent,
-                    **{
-                        f: _number(held[f]) if f != "lastActivityAt" else held[f]
-                        for f in _STAT_FIELDS
-                        if held[f] is not None
-                    },
-                }
+            platform = {**orjson.loads(payload), **{f: v for f, v in held.items() if v is not None}}
             yield {
                 "integration": self.name,
                 "kind": RecordKind.STAT,
                 "key": key,
-                "hash": hash_ if same else "platform",
-                "payload": sent,
+                "hash": "platform",
+                "payload": platform,
                 "origin": origin,
                 "live": False,
-                "source_digest": digest if same else None,
+                "source_digest": None,
                 "grp": grp,
                 "first_at": first_at,
                 "att_end": end_at,
@@ -688,29 +734,15 @@ def _attempt_row(attempt: Mapping[str, Any]) -> dict[str, Any] | None:
         "last_at": last,
         "end_at": completed or last or first,
         "done": completed is not None,
-        "progress": _text(attempt.get("progress")),
-        "time_spent": _text(attempt.get("timeSpent")),
-        "score": _text(attempt.get("score")),
+        "progress": _float(attempt.get("progress")),
+        "time_spent": _float(attempt.get("timeSpent")),
+        "score": _float(attempt.get("score")),
         "attempt_id": str(attempt.get("_id") or "")[:24] or None,
     }
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
-
-
-def _number(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, str) else value
-
-
-def _same_value(sent: Any, held: Any) -> bool:
-    """A statistic's field as sent and as the platform holds it (numbers compared as numbers)."""
-    if held is None:
-        return sent is None
-    value = _number(held) if not (isinstance(held, str) and held.endswith("Z")) else held
-    if isinstance(value, int | float) and isinstance(sent, int | float) and not isinstance(sent, bool):
-        return float(value) == float(sent)
-    return bool(value == sent)
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _differences(sent: Mapping[str, Any], held: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
