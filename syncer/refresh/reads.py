@@ -120,7 +120,9 @@ async def user_pages(client: ApiClient, mails: Sequence[str] | None) -> AsyncIte
     """The platform's learners: all of them (``mails`` None, or more than ``LOOKUP_LIMIT``), or
     those with these e-mails."""
     if mails is None or len(mails) > LOOKUP_LIMIT:
-        async for page in client.fetch_users():
+        # One chain of pages: followed by a task of its own, so that the next page is on its
+        # way while this one is recorded.
+        async for page in _pages_of(client.fetch_users, [[]]):
             yield page
         return
     async for page in _pages_of(client.fetch_users, _in_chunks("mail", list(mails), MAILS_PER_READ)):

@@ -60,12 +60,19 @@ class Directory:
         self.by_id: dict[str, User] = {}
         self.mail_ids: dict[str, str] = {}
         """``mail_key(mail)`` -> user id."""
+        self._order: list[str] = []  # user ids by seq: user number n is self._order[n - 1]
 
     def __iter__(self) -> Iterator[User]:
         return iter(self.by_id.values())
 
     def __len__(self) -> int:
         return len(self.by_id)
+
+    def since(self, after: int) -> Iterator[User]:
+        """The users created after user number ``after``, in order (a page does not read the
+        users before its cursor)."""
+        for index in range(after, len(self._order)):
+            yield self.by_id[self._order[index]]
 
     def with_mail(self, mail: str) -> User | None:
         """The user of that mail (compared by ``mail_key``)."""
@@ -89,6 +96,7 @@ class Directory:
             username=username,
         )
         self.by_id[user.user_id] = user
+        self._order.append(user.user_id)
         if mail is not None:
             self.mail_ids[mail_key(mail)] = user.user_id
         return user

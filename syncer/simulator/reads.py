@@ -263,7 +263,7 @@ async def list_users(request: web.Request) -> web.Response:
     ]
 
     def rows() -> Iterator[tuple[int, dict[str, Any]]]:
-        candidates: Iterable[User] = state.users
+        candidates: Iterable[User] = state.users.since(after)
         mails = filters.get("mail[in]", [filters["mail[eq]"]] if "mail[eq]" in filters else None)
         if mails is not None:
             # Through the mail index: a check of 25 mails does not read every user.
