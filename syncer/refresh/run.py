@@ -279,9 +279,14 @@ async def _record_learners(
     progress = progress or NullProgress()
     handle = progress.task("reading learners")
     count = 0
+    rows: list[tuple[str, str | None, str]] = []
     async for page in user_pages(client, mails):
-        count += ledger.record_users(_user_row(u) for u in page)
+        rows.extend(_user_row(u) for u in page)
+        if len(rows) >= _CHUNK * 5:  # one transaction for ten pages: commits are the cost
+            count += ledger.record_users(rows)
+            rows = []
         progress.advance(handle, len(page))
+    count += ledger.record_users(rows)
     progress.done(handle)
     return count
 
