@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from jsonschema import Draft202012Validator
 
 from syncer.resources import schema_path
@@ -352,3 +353,38 @@ def test_apply_simulate_on_a_ledger_in_step_sends_nothing(project: Project) -> N
     assert simulated.exit_code == 0, simulated.output
     assert "0 operation(s)" in simulated.stdout
     assert "refreshing before planning" not in simulated.stderr
+
+
+def test_a_lost_ledger_of_learners_named_by_platform_id_is_rebuilt(project: Project) -> None:
+    text = project.config.read_text()
+    assert "user: {mail: email}" in text
+    project.config.write_text(text.replace("user: {mail: email}", "user: {internalId: email}"))
+    ids = [f"{0xABC000 + u:024x}" for u in range(3)]
+    project.write_stats([[row[0], ids[int(row[1][7:9]) - 1], *row[2:]] for row in stat_rows(4, 3)])
+    assert project.apply().exit_code == 0
+    sent, synced = submissions(project.sim), _synced(project)
+    _forget_ledger(project)
+
+    result = project.apply()
+
+    assert result.exit_code == 0, result.output
+    assert submissions(project.sim) == sent
+    assert _synced(project) == synced
+
+
+def test_a_lost_ledger_of_a_statistics_only_integration_is_rebuilt(project: Project) -> None:
+    assert project.apply().exit_code == 0  # the courses come from a first config with courses
+    document = yaml.safe_load(project.config.read_text())
+    del document["integrations"]["acme"]["courses"]  # from now on: statistics only
+    project.config.write_text(yaml.safe_dump(document, sort_keys=False))
+    sent, stats = submissions(project.sim), [row for row in _synced(project) if row[1] == "stat"]
+    _forget_ledger(project)
+
+    result = project.apply()
+
+    assert result.exit_code == 0, result.output
+    assert submissions(project.sim) == sent
+    assert [row for row in _synced(project) if row[1] == "stat"] == stats
+    later = ["C003", "late@acme.example", "10", "30", "2025-05-01T08:00:00Z", "2025-05-01T08:10:00Z"]
+    project.write_stats([*stat_rows(4, 3), later])
+    assert project.apply().exit_code == 0  # its course is live on the platform: not held
