@@ -388,3 +388,31 @@ def test_a_lost_ledger_of_a_statistics_only_integration_is_rebuilt(project: Proj
     later = ["C003", "late@acme.example", "10", "30", "2025-05-01T08:00:00Z", "2025-05-01T08:10:00Z"]
     project.write_stats([*stat_rows(4, 3), later])
     assert project.apply().exit_code == 0  # its course is live on the platform: not held
+
+
+def test_an_integration_recreated_by_hand_is_filled_again(project: Project) -> None:
+    assert project.apply().exit_code == 0
+    [(old_id,)] = project.ledger_rows("select api_id from integrations")
+    by_hand(project.sim, "DELETE", f"/api/v2/integrations/{old_id}")
+    made = by_hand(
+        project.sim,
+        "POST",
+        "/api/v2/integrations",
+        {"externalPlatform": "Acme Academy", "groupId": GROUP, "authorId": AUTHOR},
+    )
+
+    refresh = project.cli("refresh", str(project.config))
+    plan = project.cli("plan", str(project.config))
+    result = project.apply()
+
+    assert f"recreated on the platform ({old_id} -> {made['_id']})" in refresh.stdout
+    assert "deleted and recreated on the platform" in plan.stdout  # the plan says why
+    assert "sent again, courses first" in plan.stdout
+    assert "+ acme course C001" in plan.stdout
+    assert result.exit_code == 0, result.output
+    assert project.ledger_rows("select api_id from integrations") == [(made["_id"],)]
+    courses = [c for c in project.sim.snapshot()["courses"] if c["integrationId"] == made["_id"]]
+    assert len([c for c in courses if c["status"] == "live"]) == 4
+    attempts = [a for a in project.sim.snapshot()["attempts"] if a["integrationId"] == made["_id"]]
+    assert sum(len(a["attempts"]) for a in attempts) == 12
+    assert project.ledger_rows("select count(*) from records where status != 'synced'") == [(0,)]
