@@ -140,7 +140,7 @@ async def refresh_unknown(
     for name in names:
         known = counts.get(name)
         found = await find_integration(client, config.integrations[name])
-        records = known.records if known is not None else 0
+        records = known.has_records if known is not None else False
         if found is None:
             if records and config.integrations[name].id is None:
                 stale.append(name)  # gone from the platform: what the ledger holds is not there

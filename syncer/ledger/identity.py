@@ -27,11 +27,11 @@ def settle_renames(config: Config, ledger: Ledger, names: Sequence[str]) -> dict
     Ledger bookkeeping only: nothing is sent, nothing is resent.
     """
     infos = {info.name: info for info in ledger.integration_infos()}
-    orphans = [info for info in infos.values() if info.name not in config.integrations and info.records]
+    orphans = [info for info in infos.values() if info.name not in config.integrations and info.has_records]
     moved: dict[str, str] = {}
     for name in names:
         mine = infos.get(name)
-        if mine is not None and mine.records:
+        if mine is not None and mine.has_records:
             continue
         spec = config.integrations[name]
         same = [info for info in orphans if info.name not in moved.values() and _same(spec, info)]
@@ -59,5 +59,5 @@ def orphaned_integrations(config: Config, ledger: Ledger) -> list[str]:
     return [
         info.name
         for info in ledger.integration_infos()
-        if info.records and info.name not in config.integrations
+        if info.has_records and info.name not in config.integrations
     ]

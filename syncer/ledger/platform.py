@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, exists, insert, select, update
 
 from syncer.ledger.schema import (
     drift_table,
@@ -54,7 +54,7 @@ class IntegrationInfo:
     platform: str | None
     group_id: str | None
     refreshed_at: datetime | None
-    records: int
+    has_records: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,26 +76,18 @@ class LedgerPlatform(LedgerWrites):
     # -- identity ----------------------------------------------------------------------------
 
     def integration_infos(self) -> list[IntegrationInfo]:
-        """Every integration the ledger knows (by name), with its record count."""
-        counts = (
-            select(records.c.integration, func.count().label("n")).group_by(records.c.integration).subquery()
-        )
+        """Every integration the ledger knows (by name), and whether it holds records.
+
+        One index probe per integration (the unique (integration, kind, key) index), not a count:
+        plans and applies ask this on every run, whatever the size of the ledger.
+        """
         i = integrations_table.c
+        holds = exists().where(records.c.integration == i.name)
         with self.translate_errors("reading integrations"), self._engine.connect() as conn:
-            known = {
-                row.name: IntegrationInfo(
-                    row.name, row.api_id, row.platform, row.group_id, row.refreshed_at, int(row.n or 0)
-                )
-                for row in conn.execute(
-                    select(i.name, i.api_id, i.platform, i.group_id, i.refreshed_at, counts.c.n).outerjoin(
-                        counts, counts.c.integration == i.name
-                    )
-                )
-            }
-            for name, n in conn.execute(select(counts.c.integration, counts.c.n)):
-                if name not in known:
-                    known[name] = IntegrationInfo(name, None, None, None, None, int(n))
-        return sorted(known.values(), key=lambda info: info.name)
+            rows = conn.execute(
+                select(i.name, i.api_id, i.platform, i.group_id, i.refreshed_at, holds).order_by(i.name)
+            )
+            return [IntegrationInfo(n, a, p, g, r, bool(h)) for n, a, p, g, r, h in rows]
 
     def record_integration(
         self, name: str, api_id: str, *, platform: str | None = None, group_id: str | None = None
