@@ -48,7 +48,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    JSON,
     Boolean,
     Column,
     ColumnElement,
@@ -60,7 +59,6 @@ from sqlalchemy import (
     Text,
     and_,
     case,
-    cast,
     exists,
     false,
     func,
@@ -68,7 +66,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    type_coerce,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -76,6 +73,7 @@ from sqlalchemy.engine import Connection
 from syncer.ledger import records
 from syncer.ledger.schema import foreign_attempts_table, platform_courses_table, platform_users_table
 from syncer.models import ChangeAction, Effect, RecordKind, UnsafeStat
+from syncer.plan.tables import json_of
 
 __all__ = ["MAX_ROUNDS", "Prediction", "Preflight", "predict"]
 
@@ -188,7 +186,7 @@ def predict(
     """
     e, s, a = _effects_table(plan_id), staged, actions
     e.metadata.create_all(conn)
-    doc = cast(s.c.payload, JSON) if conn.dialect.name == "postgresql" else type_coerce(s.c.payload, JSON)
+    doc = json_of(conn, s.c.payload)
     rows = (
         select(
             s.c.id,
@@ -360,7 +358,7 @@ def _preflight(conn: Connection, e: Table, s: Table, a: Table, preflight: Prefli
     """Note in ``pre`` the statistics the platform would refuse whatever its attempts; True if any."""
     if not preflight.courses and not preflight.learners:
         return False
-    grp = cast(e.c.grp, JSON) if conn.dialect.name == "postgresql" else type_coerce(e.c.grp, JSON)
+    grp = json_of(conn, e.c.grp)
     ctype, course = grp[0].as_string(), grp[1].as_string()
     utype, learner = grp[2].as_string(), func.lower(grp[3].as_string())
     checks: list[tuple[ColumnElement[bool], Any]] = []

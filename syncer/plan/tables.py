@@ -9,8 +9,22 @@ are TEMPORARY: they go with the plan's connection (``Plan.discard``).
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Integer, MetaData, String, Table, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    cast,
+    text,
+    type_coerce,
+)
 from sqlalchemy.engine import Connection
 
 from syncer.models import ChangeAction
@@ -120,3 +134,9 @@ def analyze(conn: Connection, table: Table) -> None:
     temporary tables); without them the joins below are planned blind and run 2-3x slower."""
     if conn.dialect.name == "postgresql":
         conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.quote(table.name)}"))
+
+
+def json_of(conn: Connection, column: Any) -> Any:
+    """A text column holding JSON, as JSON for the dialect's operators (``doc["field"]``, ``doc[0]``):
+    PostgreSQL needs the cast, SQLite reads JSON text as it is."""
+    return cast(column, JSON) if conn.dialect.name == "postgresql" else type_coerce(column, JSON)

@@ -54,7 +54,6 @@ from sqlalchemy import (
     insert,
     literal,
     select,
-    type_coerce,
     union,
 )
 from sqlalchemy.engine import Connection
@@ -68,7 +67,7 @@ from syncer.ledger.planning import adopt_statistics
 from syncer.ledger.schema import platform_courses_table, platform_users_table
 from syncer.models import RecordKind, RecordStatus
 from syncer.plan import build_plan
-from syncer.plan.tables import OK
+from syncer.plan.tables import OK, json_of
 from syncer.progress import NullProgress, Progress, event
 from syncer.refresh.reads import (
     LOOKUP_LIMIT,
@@ -300,10 +299,6 @@ def _user_row(user: Mapping[str, Any]) -> tuple[str, str | None, str]:
     )
 
 
-def _grp_doc(conn: Connection, column: Any) -> Any:
-    return cast(column, JSON) if conn.dialect.name == "postgresql" else type_coerce(column, JSON)
-
-
 class _Refresh:
     """One integration's refresh, on the connection of a plan of it (its staged records)."""
 
@@ -355,7 +350,7 @@ class _Refresh:
     async def courses(self) -> None:
         """Read every course in question; adopt, record drift, note the platform's courses."""
         s, r = self.s, records
-        doc = _grp_doc(self.conn, s.c.grp)
+        doc = json_of(self.conn, s.c.grp)
         wanted: set[str] = set()
         wanted.update(
             key
@@ -375,7 +370,7 @@ class _Refresh:
             s.c.state == OK,
             doc[0].as_string() == "externalId",
         )
-        rdoc = _grp_doc(self.conn, r.c.grp)
+        rdoc = json_of(self.conn, r.c.grp)
         named_in_ledger = select(rdoc[1].as_string()).where(
             r.c.integration == self.name, r.c.kind == _STAT, rdoc[0].as_string() == "externalId"
         )
@@ -542,7 +537,7 @@ class _Refresh:
         """The learners' e-mails to look up; None when there are more than ``LOOKUP_LIMIT``
         (listing every learner then reads less)."""
         g = self._grps()
-        doc = _grp_doc(self.conn, g.c.grp)
+        doc = json_of(self.conn, g.c.grp)
         query = (
             select(doc[3].as_string()).where(doc[2].as_string() == "mail").distinct().limit(LOOKUP_LIMIT + 1)
         )
@@ -572,7 +567,7 @@ class _Refresh:
         platform's lower-cased.
         """
         g = self._grps()
-        doc = _grp_doc(self.conn, g.c.grp)
+        doc = json_of(self.conn, g.c.grp)
         ctype, course, utype, learner = (doc[i].as_string() for i in range(4))
         pc, pu = platform_courses_table, platform_users_table
         by_course = {
@@ -598,7 +593,7 @@ class _Refresh:
         """The statistics of the source the platform holds and the ledger does not, with their
         attempt; ``same``: those whose content the platform holds as it is, else the others."""
         s, p, a, r = self.s, self.pairs, self.found_attempts, records
-        doc = _grp_doc(self.conn, s.c.payload)
+        doc = json_of(self.conn, s.c.payload)
         equal = and_(
             doc["progress"].as_float() == a.c.progress,
             doc["timeSpent"].as_float() == a.c.time_spent,
