@@ -129,6 +129,14 @@ class Tolerance:
             return total > 0 and invalid <= self.share * total
         return False
 
+    def tolerates(self, invalid: int, valid: int) -> bool:
+        """``allows`` over the rows mapped: ``invalid`` of ``invalid + valid`` (filtered rows do not count).
+
+        The one way a plan (syncer/plan/summary.py) and ``syncer validate``'s sample
+        (syncer/mapping/sample.py) judge a stream's invalid rows.
+        """
+        return self.allows(invalid, invalid + valid)
+
 
 @dataclass(frozen=True)
 class ObjectConfig:

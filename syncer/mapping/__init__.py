@@ -4,7 +4,8 @@ Modules, from the bottom: ``checker`` (the API's JSON Schemas compiled into Pyth
 ``values`` (cell values -> field values: parsers and transforms), ``fields`` (a config
 object's field rules and filters compiled into one row function), ``mapper`` (the Mapper:
 rows -> Record, InvalidRow, or the planner's StagedRow), ``columns`` (``syncer validate``'s
-check that the sources hold the mapped columns).
+check that the sources hold the mapped columns), ``sample`` (``syncer validate``'s first rows of
+each source, mapped as a plan maps them).
 """
 
 from __future__ import annotations
@@ -33,14 +34,26 @@ from syncer.mapping.mapper import (
 from syncer.mapping.mapper import (
     map_source as map_source,
 )
+from syncer.mapping.sample import (
+    DEFAULT_SAMPLE_ROWS as DEFAULT_SAMPLE_ROWS,
+)
+from syncer.mapping.sample import (
+    SourceSample as SourceSample,
+)
+from syncer.mapping.sample import (
+    sample_sources as sample_sources,
+)
 
 __all__ = [
+    "DEFAULT_SAMPLE_ROWS",
     "ApiValidator",
     "Check",
     "Mapper",
+    "SourceSample",
     "build_checker",
     "build_mapper",
     "check_columns",
     "load_api_validator",
     "map_source",
+    "sample_sources",
 ]

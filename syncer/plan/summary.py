@@ -219,8 +219,8 @@ def tolerated_by_integration(
     for d in desired:
         invalid = tally.get((d.integration, d.kind.value, INVALID), 0)
         duplicates = tally.get((d.integration, d.kind.value, DUPLICATE), 0)
-        # Duplicates were staged as records: the rows read are the records plus the invalid rows.
-        total = valid.get((d.integration, d.kind), 0) + invalid
-        allowed = d.tolerance.allows(invalid + duplicates, total)
+        # Duplicates were staged as records: among the valid ones until they count as invalid.
+        good = valid.get((d.integration, d.kind), 0) - duplicates
+        allowed = d.tolerance.tolerates(invalid + duplicates, good)
         out[d.integration] = out.get(d.integration, True) and allowed
     return out
