@@ -1,17 +1,23 @@
 """Every error syncer raises.
 
-SyncerError                 base; ``exit_code`` decides the CLI's exit status, ``retryable`` the retry loop
-├── ConfigError             bad YAML, schema violation, missing variable (exit 1); .problems: file:line:col
-├── SourceError             a source cannot be opened or read (exit 1)
-├── PlanError               a saved plan is stale or unreadable (exit 1)
-├── LedgerError             database missing, unreachable or not at migration head (exit 4)
-├── LockedError             another run holds the lock (exit 5)
-├── GuardError              a safety guard refused, e.g. mass archive (exit 6)
-├── InterruptedRunError     SIGINT/SIGTERM stopped the run; safe to rerun (exit 4)
-└── ApiError                the API refused a request (4xx); not retryable (exit 4)
-    ├── ApiUnavailable      timeout, network error, 429 or 5xx; retryable; exit 4 when retries run out
-    │   └── SubmissionLost  a submission was sent, its answer lost or ambiguous; look it up before resending
-    └── BulkJobError        a bulk operation ended in ``error``
+SyncerError                     base; ``exit_code``: the CLI's exit status; ``retryable``: the retry loop's
+├── ConfigError                 bad YAML, schema, missing variable (exit 1); .problems: file:line:col
+├── SourceError                 a source cannot be opened or read (exit 1)
+├── PlanError                   a saved plan is stale or unreadable (exit 1)
+├── LedgerError                 the ledger's server unreachable, busy or the connection lost (exit 4)
+│   └── LedgerUnusableError     cannot be opened or created, corrupt, read-only, newer than this
+│                               syncer, unknown dialect, driver missing (exit 1: a person must act)
+├── LockedError                 another run holds the lock (exit 5)
+├── GuardError                  a safety guard refused, e.g. mass archive (exit 6)
+├── InterruptedRunError         SIGINT/SIGTERM stopped the run; safe to rerun (exit 4)
+└── ApiError                    the API refused a request for good (a documented 4xx: credentials,
+    │                           scope, reservedPlatformName, groupNotFound...); not retryable (exit 1)
+    ├── ApiUnavailable          timeout, network error, 429 or 5xx; retryable; exit 4 when retries run out
+    │   └── SubmissionLost      a submission's answer lost or ambiguous; look it up before resending
+    └── BulkJobError            a bulk operation ended in ``error`` (exit 4: the platform failed, not records)
+
+Exit classes (docs/cron.md's table is checked against ``EXIT_CODES`` by a test): 1 a person must
+act, 4 transient only (rerunning is the fix), 3 records a person must look at, 5 locked, 6 guard.
 """
 
 from __future__ import annotations
@@ -76,9 +82,15 @@ class PlanError(SyncerError):
 
 
 class LedgerError(SyncerError):
-    """The ledger database failed or is not usable."""
+    """The ledger database failed for a reason that may pass: server unreachable, busy, connection lost."""
 
     exit_code = 4
+
+
+class LedgerUnusableError(LedgerError):
+    """The ledger cannot be used until a person acts: unopenable, corrupt, read-only, newer, no driver."""
+
+    exit_code = 1
 
 
 class LockedError(SyncerError):
@@ -100,9 +112,9 @@ class InterruptedRunError(SyncerError):
 
 
 class ApiError(SyncerError):
-    """The API refused a request; ``status`` and ``code`` say how."""
+    """The API refused a request for good; ``status`` and ``code`` say how. A person must act."""
 
-    exit_code = 4
+    exit_code = 1
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -113,6 +125,7 @@ class ApiError(SyncerError):
 class ApiUnavailable(ApiError):
     """The API did not answer usefully (timeout, network, 429, 5xx); worth retrying."""
 
+    exit_code = 4
     retryable = True
 
     def __init__(
@@ -128,7 +141,9 @@ class ApiUnavailable(ApiError):
 
 
 class BulkJobError(ApiError):
-    """A bulk operation ended in ``error``."""
+    """A bulk operation ended in ``error``: the platform failed, not the records; rerunning resends them."""
+
+    exit_code = 4
 
 
 class SubmissionLost(ApiUnavailable):

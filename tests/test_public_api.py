@@ -19,6 +19,7 @@ PUBLIC = [
     "InterruptedRunError",
     "Ledger",
     "LedgerError",
+    "LedgerUnusableError",
     "LockedError",
     "Plan",
     "PlanError",

@@ -352,7 +352,7 @@ class ApiClient:
             raise ApiUnavailable(
                 detail, status=status, code=code, retry_after=retry_after(headers.get("Retry-After"))
             )
-        raise ApiError(detail, status=status, code=code)
+        raise ApiError(f"{detail}. {_advice(status, code)}", status=status, code=code)
 
     async def _send(
         self,
@@ -454,6 +454,45 @@ def _lost(what: str, *, status: int | None = None, code: str | None = None) -> S
         f"{what}; it may have been accepted, so look for it among recent operations before sending again",
         status=status,
         code=code,
+    )
+
+
+# What a person does about a refusal that no rerun fixes (360learning-api.md §2, §5, §7).
+_ADVICE = {
+    "invalid_client": "The platform refused the API credentials: check `client_id` and `client_secret` "
+    "under `api:` (and the variables they name), and that the credential was not revoked",
+    "invalid_grant": "The platform refused the API credentials: check `client_id`, `client_secret` "
+    "and `company_id` under `api:`",
+    "invalid_token": "The platform refused a fresh access token: check that the credential was not "
+    "revoked and that `company_id` is right",
+    "invalid_scope": "The API credential lacks a scope this call needs: grant it in the platform's "
+    "API settings (README, 'Scopes'), then run again; `syncer doctor CONFIG` lists what is missing",
+    "reservedPlatformName": "The integration's `platform:` name is reserved by 360Learning: choose "
+    "another one in the config",
+    "duplicateExternalPlatform": "Another integration with this `platform:` exists in this group: "
+    "put its id in the integration's `id:`, or choose another `platform:` name",
+    "integrationsLimitReached": "The platform holds as many integrations as it allows: delete an "
+    "unused one, or ask 360Learning to raise the limit",
+    "groupNotFound": "The integration's `group:` is not a group of this platform: fix its id",
+    "userNotFound": "The integration's `author:` is not a user of this platform: fix its id",
+    "integrationNotFound": "The integration does not exist on the platform (deleted?): fix or "
+    "remove its `id:` in the config, or run `syncer refresh CONFIG`",
+    "bulkOperationNotFound": "The platform no longer knows this operation: run `syncer refresh "
+    "CONFIG` to read back what it holds",
+}
+
+
+def _advice(status: int, code: str | None) -> str:
+    """What to do about a refusal: the documented code's fix, else by status."""
+    if code in _ADVICE:
+        return _ADVICE[code]
+    if status == 401:
+        return _ADVICE["invalid_client"]
+    if status == 403:
+        return _ADVICE["invalid_scope"]
+    return (
+        "No rerun gets past this refusal: check the config against the message; if it names "
+        "nothing you set, report it with the output of `syncer --debug`"
     )
 
 

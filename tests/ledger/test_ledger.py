@@ -12,7 +12,7 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
 
-from syncer.errors import LedgerError
+from syncer.errors import LedgerError, LedgerUnusableError
 from syncer.ledger import ItemStatus, Ledger, RunStatus, alembic_config
 from syncer.models import (
     ItemResult,
@@ -166,14 +166,16 @@ def test_runs_and_integrations(ledger: Ledger) -> None:
 
 
 def test_unwritable_ledger_is_a_ledger_error(tmp_path: Path) -> None:
-    with pytest.raises(LedgerError, match=r"ledger sqlite:///.*/missing/ledger\.db"):
+    with pytest.raises(LedgerUnusableError, match=r"ledger sqlite:///.*/missing/ledger\.db") as caught:
         Ledger.open(f"sqlite:///{tmp_path / 'missing' / 'ledger.db'}")
+    assert caught.value.exit_code == 1  # a person must create the folder: no rerun helps
+    assert f"the folder {tmp_path / 'missing'} does not exist" in str(caught.value)
 
 
 def test_unknown_revision_is_refused(url: str, ledger: Ledger) -> None:
     with ledger.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
-    with pytest.raises(LedgerError, match="revision ffff, unknown to this syncer"):
+    with pytest.raises(LedgerUnusableError, match="revision ffff, newer than this syncer knows"):
         Ledger.open(url)
 
 
