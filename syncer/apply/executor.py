@@ -227,7 +227,7 @@ class Executor:
                         # rejected, and rejected records are not resent unchanged. Leave them
                         # pending for the next run (the failed operation makes this one exit 4).
                         await self._abandon_held(integration)
-                        break
+                        return
                 current = prepared.op_type
                 await self._wait_for_slot()
                 self._submitting = True
