@@ -6,6 +6,7 @@ settings are patched when the config changed them. The id found is written to th
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from syncer.api.client import ApiClient
@@ -14,6 +15,7 @@ from syncer.errors import ConfigError
 from syncer.ledger import Ledger
 from syncer.progress import event
 
+_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 _SETTINGS = (
     "defaultProgress",
     "defaultCompletion",
@@ -43,11 +45,17 @@ async def resolve_integration(client: ApiClient, ledger: Ledger, spec: Integrati
         "authorId": spec.author,
     }
     wanted.update({k: v for k, v in spec.settings.items() if k in _SETTINGS})
-    found = [i for i in await client.fetch_integrations(spec.platform) if i.get("groupId") == spec.group]
+    # ObjectIds are hex: a group written in capitals in the config is the same group.
+    group = spec.group.lower()
+    found = [
+        i
+        for i in await client.fetch_integrations(spec.platform)
+        if str(i.get("groupId", "")).lower() == group
+    ]
     if found:
         current = found[0]
         api_id = str(current["_id"])
-        differs = {k: v for k, v in wanted.items() if current.get(k) != v}
+        differs = {k: v for k, v in wanted.items() if not _same(current.get(k), v)}
         if differs:
             await client.patch_integration(api_id, differs)
             event(f"integration {spec.name}: updated {', '.join(sorted(differs))}", integration=spec.name)
@@ -57,3 +65,10 @@ async def resolve_integration(client: ApiClient, ledger: Ledger, spec: Integrati
         event(f"integration {spec.name}: created {api_id}", integration=spec.name)
     ledger.record_integration(spec.name, api_id, platform=spec.platform, group_id=spec.group)
     return api_id
+
+
+def _same(current: Any, wanted: Any) -> bool:
+    """True when a platform value is the config's (ObjectIds compare without case)."""
+    if isinstance(current, str) and isinstance(wanted, str):
+        return current.lower() == wanted.lower() if _OBJECT_ID.match(wanted) else current == wanted
+    return bool(current == wanted)
