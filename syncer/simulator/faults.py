@@ -15,6 +15,9 @@ class FaultRuleError(SyncerError):
 
 
 _STATUSES = (429, 500, 503)
+# A documented refusal (a 4xx with a ``code``), injected where the simulator cannot reach it
+# otherwise, e.g. duplicateExternalPlatform when two clients create the same integration at once.
+_REFUSAL_STATUSES = (400, 403, 404)
 _GATEWAY_STATUSES = (500, 502, 503, 504)
 TOKEN_PATH = "/api/v2/oauth2/token"
 _SHAPES = ("flat", "structured")
@@ -24,7 +27,8 @@ _SHAPES = ("flat", "structured")
 class FaultRule:
     """One rule: which requests it matches (method, path prefix, path regex) and what it does.
 
-    Exactly one action: ``status`` (500, 503 or 429 with ``shape`` flat or structured),
+    Exactly one action: ``status`` (500, 503 or 429 with ``shape`` flat or structured; 400, 403
+    or 404 with a ``code``, a documented refusal),
     ``drop`` (perform the request, then close the connection without an answer),
     ``gateway`` (perform the request, then answer that 5xx status with an HTML page, as a proxy
     in front of the platform would), ``delay`` (seconds to wait before handling),
@@ -47,6 +51,7 @@ class FaultRule:
     error_operation: bool = False
     expire_tokens: bool = False
     message: str = "Simulated failure"
+    code: str | None = None
 
     def matches(self, method: str, path: str) -> bool:
         """True when the request's method and path fall under this rule."""
@@ -92,6 +97,7 @@ def build_fault_rule(data: Any) -> FaultRule:
         "error_operation": (bool,),
         "expire_tokens": (bool,),
         "message": (str,),
+        "code": (str,),
     }
     for key, value in data.items():
         wrong_bool = isinstance(value, bool) and bool not in checks[key]
@@ -111,8 +117,11 @@ def build_fault_rule(data: Any) -> FaultRule:
             "a fault rule needs exactly one action: "
             "status, drop, gateway, delay, error_operation, expire_tokens"
         )
-    if rule.status is not None and rule.status not in _STATUSES:
-        raise FaultRuleError(f"fault status must be one of {_STATUSES}")
+    if rule.status is not None and rule.status in _REFUSAL_STATUSES:
+        if rule.code is None:
+            raise FaultRuleError(f"fault status {rule.status} needs the refusal's code")
+    elif rule.status is not None and rule.status not in _STATUSES:
+        raise FaultRuleError(f"fault status must be one of {_STATUSES + _REFUSAL_STATUSES}")
     if rule.gateway is not None and rule.gateway not in _GATEWAY_STATUSES:
         raise FaultRuleError(f"fault gateway status must be one of {_GATEWAY_STATUSES}")
     if rule.shape is not None and rule.shape not in _SHAPES:
