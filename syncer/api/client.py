@@ -302,8 +302,11 @@ class ApiClient:
                 delay = self._backoff.delay(attempt, err.retry_after)
                 attempt += 1
                 if loop.time() + delay > deadline:
+                    host = urlsplit(url).netloc
                     raise ApiUnavailable(
-                        f"{err} (gave up after {attempt} attempts)",
+                        f"{err} (gave up after {attempt} attempts within api.retry_seconds "
+                        f"{self._api.retry_seconds:g} s). {host} did not answer usefully: nothing "
+                        "more was sent; safe to rerun, the next run resumes what is in flight",
                         status=err.status,
                         code=err.code,
                         retry_after=err.retry_after,
