@@ -1,9 +1,10 @@
 """The command line: a thin click layer over the library. Exit codes are decided here only.
 
-0 done (or no changes with --detailed-exitcode), 1 config/usage error, 2 plan has changes
-(--detailed-exitcode only), 3 records rejected, invalid rows beyond tolerance or statistics
-held (the platform would refuse them, or unsafe effect on its attempts), 4 API or ledger
-failure (safe to rerun), 5 locked by another run, 6 a safety guard refused.
+``EXIT_CODES`` says what each code means and what to do about it; docs/cron.md's table is
+checked against it by a test. In short: 0 done, 1 a person must act, 2 changes present (plan
+--detailed-exitcode only), 3 records a person must look at, 4 transient failure (safe to
+rerun), 5 locked by another run, 6 a safety guard refused. ``--debug`` prints the traceback
+and keeps the exit code.
 """
 
 from __future__ import annotations
@@ -31,6 +32,56 @@ LOCK_TIMEOUT = click.option(
 )
 
 
+EXIT_CODES: dict[int, tuple[str, str]] = {
+    0: (
+        "done: every valid record is synced (invalid rows within `tolerate_invalid` are reported "
+        "but do not fail)",
+        "nothing",
+    ),
+    1: (
+        "a person must act: the config or the command line is wrong (bad YAML, unknown key, "
+        "missing `${VAR}`, unreadable source, stale saved plan), the platform refused for good "
+        "(credentials, a missing scope, `reservedPlatformName`, `duplicateExternalPlatform`, an "
+        "unknown group, author or integration id), or the ledger cannot be used (cannot be opened "
+        "or created, read-only, corrupt, written by a newer syncer, no driver for its URL)",
+        "read the message: it names the cause and the fix; `syncer doctor CONFIG` checks the "
+        "config, sources, ledger, credentials and scopes in one go. Rerunning unchanged fails "
+        "the same way",
+    ),
+    2: (
+        "`syncer plan --detailed-exitcode` only: the plan has changes",
+        "nothing (apply them, or review the pull request)",
+    ),
+    3: (
+        "finished, but the API rejected some records, invalid rows exceeded `tolerate_invalid`, "
+        "or statistics are held (their predicted effect on the platform's attempts is unsafe: a "
+        "duplicate or an overwritten attempt; docs/attempts.md)",
+        "`syncer rejected CONFIG`; fix the source rows. Rejected records are not resent until "
+        "their content changes (or `--retry-rejected`), so the next run exits 0 unless it is "
+        "refused something new. Held statistics are planned again at every run and keep it at 3 "
+        "until a person decides: revert the edit, make it a new attempt on purpose, or set "
+        "`stats.on_unsafe_change: send`",
+    ),
+    4: (
+        "a transient failure stopped the run: the API or the ledger's server could not be "
+        "reached, timed out, answered 5xx or 429 after the retry budget, a bulk operation ended "
+        "in `error` on the platform, or the run was interrupted (SIGINT/SIGTERM)",
+        "nothing urgent: **safe to rerun**; the next run resumes what is in flight and resends "
+        "what did not get through. Alert when it repeats",
+    ),
+    5: (
+        "another run holds the lock",
+        "nothing, unless it repeats (a run is stuck or too slow: `syncer status`)",
+    ),
+    6: (
+        "a safety guard refused: the run would archive more than 10% (and more than 5) of an "
+        "integration's live courses",
+        "check the catalog source; if intended, run once with `--allow-mass-archive`",
+    ),
+}
+"""Every exit code: what it means, and what to do (docs/cron.md's table; a test compares them)."""
+
+
 @dataclass
 class Context:
     """Options shared by every command."""
@@ -40,16 +91,27 @@ class Context:
 
 
 class _Group(click.Group):
-    """Maps SyncerError to its exit code and click's usage errors to exit 1."""
+    """Maps SyncerError to its exit code and click's usage errors to exit 1; --debug keeps the code."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SyncerError as exc:
-            if ctx.obj is not None and ctx.obj.debug:
-                raise
-            _print_error(exc, ctx.obj.log_format if ctx.obj is not None else "text")
-            sys.exit(exc.exit_code)
+            _fail(ctx, exc, exc)
+        except OSError as exc:
+            # A file syncer was told to write or read (a plan's --out, a folder): a person acts.
+            _fail(ctx, exc, SyncerError(_os_message(exc)))
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            _fail(
+                ctx,
+                exc,
+                SyncerError(
+                    f"internal error ({type(exc).__name__}: {exc}): this is a bug in syncer; nothing "
+                    "recorded is lost. Run again with --debug and report the traceback"
+                ),
+            )
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("standalone_mode", True)
@@ -63,6 +125,24 @@ class _Group(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(1)  # usage errors are 1: exit 2 only ever means "changes present"
+
+
+def _fail(ctx: click.Context, raised: BaseException, exc: SyncerError) -> None:
+    """Print ``exc`` (and with --debug the traceback of ``raised``), then exit with its code."""
+    obj = ctx.obj if isinstance(ctx.obj, Context) else None
+    if obj is not None and obj.debug:
+        import traceback
+
+        traceback.print_exception(raised, file=sys.stderr)
+    _print_error(exc, obj.log_format if obj is not None else "text")
+    sys.exit(exc.exit_code)
+
+
+def _os_message(exc: OSError) -> str:
+    """``cannot use FILE: reason``, for an OSError that escaped the stages."""
+    what = f" {exc.filename}" if exc.filename else ""
+    reason = exc.strerror or str(exc)
+    return f"cannot use{what}: {reason}; check the path and its permissions"
 
 
 def _print_error(exc: SyncerError, log_format: str = "text") -> None:

@@ -79,9 +79,9 @@ def test_no_secret_or_token_anywhere(project: Project, tokens: list[str]) -> Non
 def test_json_log_lines_on_failure(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("L360_CLIENT_SECRET", "wrong-secret")
     failed = project.cli("--log-format", "json", "apply", str(project.config), "--poll-seconds", "0.01")
-    assert failed.exit_code == 4
+    assert failed.exit_code == 1
     last = json_lines(failed.stderr)[-1]
-    assert (last["level"], last["exit_code"], last["error"]) == ("error", 4, "ApiError")
+    assert (last["level"], last["exit_code"], last["error"]) == ("error", 1, "ApiError")
     assert "invalid_client" in str(last["message"])
 
     project.config.write_text(project.config.read_text() + "bogus: 1\n")
