@@ -207,3 +207,26 @@ def test_course_import_ending_in_error(project: Project, debug: bool) -> None:
 def test_ledger_server_unreachable(project: Project, debug: bool) -> None:
     _ledger_url(project, "postgresql+psycopg://postgres@127.0.0.1:9/test?connect_timeout=2")
     check(run(project, debug), 4, debug, "127.0.0.1", "safe to rerun")
+
+
+# -- 5 and 6 keep their codes under --debug too -------------------------------------------------
+
+
+def test_locked_and_guard_keep_their_codes_under_debug(project: Project) -> None:
+    from syncer.config import load_config
+    from syncer.ledger import Ledger
+    from syncer.ledger.lock import acquire_lock
+    from tests.e2e.apply.conftest import course_rows
+
+    config = load_config(project.config)
+    ledger = Ledger.open(config.ledger_url.reveal())
+    try:
+        with acquire_lock(ledger, ["acme"], timeout=0):
+            check(run(project, True), 5, True, "another syncer run holds the lock")
+    finally:
+        ledger.close()
+    project.write_courses(course_rows(10))
+    project.write_stats([])
+    assert project.apply().exit_code == 0
+    project.write_courses(course_rows(3))
+    check(run(project, True), 6, True, "--allow-mass-archive")
