@@ -1,16 +1,16 @@
 """Run locks: two runs against one ledger never interleave.
 
-SQLite: an OS file lock (``flock``) on ``<ledger>.lock`` beside the database; the kernel releases
-it when its holder dies, even by SIGKILL, so a run after a killed one is never refused. PostgreSQL:
-one session-level advisory lock per integration, released with the holder's session. In both
-cases a row in the ledger's ``locks`` table names the holder (host, pid, start, heartbeat) for
-messages and ``syncer status``; the row is information only, never the guard.
+SQLite: an OS file lock on ``<ledger>.lock`` beside the database, taken with the ``filelock``
+library (``flock`` on Unix, ``msvcrt.locking`` on Windows: syncer imports no ``fcntl`` itself);
+the kernel releases it when its holder dies, even by SIGKILL, so a run after a killed one is never
+refused. PostgreSQL: one session-level advisory lock per integration, released with the holder's
+session. In both cases a row in the ledger's ``locks`` table names the holder (host, pid, start,
+heartbeat) for messages and ``syncer status``; the row is information only, never the guard.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import socket
@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.engine import Connection, make_url
 
-from syncer.errors import LockedError
+from syncer.errors import LedgerUnusableError, LockedError
 from syncer.ledger.schema import locks_table
 from syncer.ledger.store import Ledger
 from syncer.progress import event
@@ -66,6 +67,47 @@ def _lock_file(ledger: Ledger) -> Path | None:
     return Path(url.database).with_name(Path(url.database).name + ".lock")
 
 
+def _take_file_lock(path: Path) -> FileLock | None:
+    """One non-blocking try at the OS lock on ``path``: the held lock, or None while another holds it."""
+    # thread_local=False: a run may release from another thread than the one that took the lock.
+    # preserve_lock_file=True: the file stays (waiters share one inode) and there is no soft
+    # fallback, whose marker would outlive a killed holder; only the kernel's lock guards.
+    lock = FileLock(path, mode=0o600, thread_local=False, preserve_lock_file=True)
+    try:
+        if not path.parent.is_dir():  # filelock would create it: say it is gone instead
+            raise FileNotFoundError(2, "No such file or directory", str(path.parent))
+        lock.acquire(blocking=False)
+    except Timeout:
+        return None
+    except OSError as exc:
+        raise LedgerUnusableError(_lock_file_problem(path, exc)) from exc
+    return lock
+
+
+def _lock_file_problem(path: Path, exc: OSError) -> str:
+    """What a person must do about a lock file that cannot be created or opened."""
+    folder = path.parent
+    reason = (exc.strerror or type(exc).__name__).lower()
+    if isinstance(exc, PermissionError) and path.is_file():
+        fix = f"make {path} writable by the user running syncer ({_user()}), or remove it (syncer creates it)"
+    elif isinstance(exc, PermissionError):
+        fix = f"make {folder} writable by the user running syncer ({_user()}) or move the ledger"
+    elif isinstance(exc, IsADirectoryError):
+        fix = f"remove the directory {path} (syncer creates this file itself) or move the ledger"
+    elif isinstance(exc, FileNotFoundError | NotADirectoryError | FileExistsError):
+        fix = f"check that {folder} is a folder that exists, or move the ledger (ledger: in the config)"
+    else:
+        fix = "check the folder and its file system, or move the ledger (ledger: in the config)"
+    return f"cannot create the lock file {path}: {reason}; {fix}"
+
+
+def _user() -> str:
+    getuid = getattr(os, "getuid", None)  # absent on Windows
+    if getuid is None:
+        return os.environ.get("USERNAME", "this user")
+    return f"uid {getuid()}"
+
+
 def _advisory_key(name: str, scope: str = "") -> int:
     # A signed 64-bit key derived from the lock name: the same in every process. Advisory locks
     # are per database, so the scope (the ledger's schema) keeps two ledgers of one database apart.
@@ -80,7 +122,7 @@ class RunLock:
         self._ledger = ledger
         self.names = names
         self._run_id = run_id
-        self._file: int | None = None
+        self._file: FileLock | None = None
         self._conn: Connection | None = None
         self._scope = ""
         self._held = False  # every advisory lock of ``names`` is held by ``_conn``
@@ -96,13 +138,9 @@ class RunLock:
         path = _lock_file(self._ledger)
         if path is not None:
             if self._file is None:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
+                self._file = _take_file_lock(path)
+                if self._file is None:
                     return list(self.names)
-                self._file = fd
             return []
         if self._ledger.dialect != "postgresql":
             return []  # an in-memory or server database without advisory locks: nothing to share
@@ -201,8 +239,8 @@ class RunLock:
 
     def _close(self) -> None:
         if self._file is not None:
-            os.close(self._file)  # closing the descriptor releases the flock
-            self._file = None
+            file, self._file = self._file, None
+            file.release(force=True)  # unlocks and closes the descriptor
         if self._conn is not None:
             conn, self._conn = self._conn, None
             held, self._held = self._held, False

@@ -8,13 +8,12 @@ Alembic itself is imported only when a ledger is not at ``SCHEMA_REVISION``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+from filelock import FileLock
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -65,24 +64,30 @@ def sqlite_open_lock(url: str) -> Iterator[None]:
 
     Two runs starting together on a fresh file both switch it to WAL and migrate it; SQLite
     answers one of them "database is locked" at once (switching the journal mode does not wait
-    on the busy timeout). An OS lock on ``<ledger>.open.lock``, released by the kernel if its
-    holder dies, makes the second wait for the first and then find the schema at head.
+    on the busy timeout). An OS lock on ``<ledger>.open.lock`` (the ``filelock`` library:
+    ``flock`` or ``msvcrt``), released by the kernel if its holder dies, makes the second wait for
+    the first and then find the schema at head.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         yield
         return
     path = Path(str(parsed.database))
+    # filelock would create a missing folder: leave that to SQLite's own error about the ledger.
+    lock = FileLock(
+        path.with_name(path.name + ".open.lock"), mode=0o600, thread_local=False, preserve_lock_file=True
+    )
     try:
-        fd = os.open(path.with_name(path.name + ".open.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        if not path.parent.is_dir():
+            raise FileNotFoundError(path.parent)
+        lock.acquire()  # blocks, polling, until the holder releases it or dies
     except OSError:
-        yield  # a read-only folder: nothing to serialise against, SQLite reports the rest
+        yield  # a read-only or missing folder: nothing to serialise against, SQLite reports the rest
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)
+        lock.release(force=True)
 
 
 def alembic_config(url: str | None = None) -> Any:
