@@ -60,12 +60,16 @@ class OperationItem:
 
 @dataclass(frozen=True, slots=True)
 class RecordCount:
-    """How many records of one kind are in one status, per integration."""
+    """How many records of one kind are in one status, per integration.
+
+    ``archived``: how many of ``count`` are courses synced by an archive (no longer live).
+    """
 
     integration: str
     kind: RecordKind
     status: RecordStatus
     count: int
+    archived: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,8 @@ class RunInfo:
     ended_at: datetime | None
     status: RunStatus
     summary: Mapping[str, Any] | None
+    exit_code: int | None = None  # how the command ended; None while running (or before 0005)
+    error: str | None = None  # the one-line message of the error that stopped it
 
 
 def operation_info(r: Any) -> OperationInfo:

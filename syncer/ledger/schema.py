@@ -134,6 +134,10 @@ class RunRow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status: Mapped[RunStatus] = mapped_column(_enum(RunStatus))
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The exit status the command ended with and, when an error stopped it, its one-line message
+    # (already scrubbed of secrets); None while running, and for runs recorded before 0005.
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class IntegrationRow(Base):

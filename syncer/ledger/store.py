@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, Table, func, select
+from sqlalchemy import Select, Table, and_, case, func, select
 from sqlalchemy.engine import Connection
 
 from syncer.errors import LedgerError
@@ -66,6 +66,8 @@ class Ledger(LedgerPlatform):
                     ended_at=r["ended_at"],
                     status=RunStatus(r["status"]),
                     summary=r["summary"],
+                    exit_code=r["exit_code"],
+                    error=r["error"],
                 )
                 for r in rows
             ]
@@ -142,16 +144,25 @@ class Ledger(LedgerPlatform):
     # -- status queries --------------------------------------------------------------------
 
     def record_counts(self) -> list[RecordCount]:
-        """How many records per integration, kind and status."""
+        """How many records per integration, kind and status; of synced courses, how many archived."""
+        # A course archived by syncer (or adopted archived by a refresh) stays `synced`: its last
+        # operation, the archive, succeeded; `live` false tells it from a course on the platform.
+        archived = case((and_(records.c.kind == RecordKind.COURSE, ~records.c.live), 1), else_=0)
         query = (
-            select(records.c.integration, records.c.kind, records.c.status, func.count())
+            select(records.c.integration, records.c.kind, records.c.status, func.count(), func.sum(archived))
             .group_by(records.c.integration, records.c.kind, records.c.status)
             .order_by(records.c.integration, records.c.kind, records.c.status)
         )
         with self.translate_errors("counting records"), self._engine.connect() as conn:
             return [
-                RecordCount(integration, RecordKind(kind), RecordStatus(status), int(count))
-                for integration, kind, status, count in conn.execute(query)
+                RecordCount(
+                    integration,
+                    RecordKind(kind),
+                    RecordStatus(status),
+                    int(count),
+                    int(gone or 0) if status == RecordStatus.SYNCED else 0,
+                )
+                for integration, kind, status, count, gone in conn.execute(query)
             ]
 
     def rejected_records(self, integration: str | None = None, limit: int = 1000) -> list[RejectedRecord]:

@@ -54,6 +54,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _one_line(message: str, limit: int = 2000) -> str:
+    """``message`` on one line (``status`` prints one line per run), cut at ``limit`` characters."""
+    text = " / ".join(line.strip() for line in message.splitlines() if line.strip())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def request_hash(op_type: OperationType, items: Sequence[Record]) -> str:
     """The hash of a bulk request body: the type and the payloads in order."""
     digest = hashlib.blake2b(op_type.value.encode(), digest_size=16)
@@ -90,13 +96,31 @@ class LedgerWrites(LedgerBase):
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
-    def finish_run(self, run_id: int, status: RunStatus, summary: Mapping[str, Any] | None = None) -> None:
-        """Record the end of a run with its summary."""
+    def finish_run(
+        self,
+        run_id: int,
+        status: RunStatus,
+        summary: Mapping[str, Any] | None = None,
+        *,
+        exit_code: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record the end of a run: its summary, exit code and the error that stopped it, if any.
+
+        ``error`` is stored on one line (its lines joined with `` / ``), at most 2,000 characters;
+        callers pass messages already scrubbed of secrets.
+        """
         with self.translate_errors("finishing a run"), self._engine.begin() as conn:
             conn.execute(
                 update(runs)
                 .where(runs.c.id == run_id)
-                .values(ended_at=_now(), status=status, summary=dict(summary or {}))
+                .values(
+                    ended_at=_now(),
+                    status=status,
+                    summary=dict(summary or {}),
+                    exit_code=exit_code,
+                    error=None if error is None else _one_line(error),
+                )
             )
 
     def set_integration_id(self, name: str, api_id: str, platform: str | None = None) -> None:

@@ -159,6 +159,13 @@ def test_runs_and_integrations(ledger: Ledger) -> None:
         RunStatus.SUCCEEDED,
         {"sent": 3},
     )
+    assert (last.exit_code, last.error) == (None, None)
+    failed = ledger.start_run("refresh")
+    ledger.finish_run(failed, RunStatus.FAILED, {}, exit_code=4, error="timeout\n  gave up: " + "x" * 3000)
+    newest = ledger.last_runs(1)[0]
+    assert (newest.id, newest.status, newest.exit_code) == (failed, RunStatus.FAILED, 4)
+    assert newest.error is not None and newest.error.startswith("timeout / gave up: xxx")
+    assert len(newest.error) == 2000 and newest.error.endswith("…")  # one line, bounded
     assert ledger.get_integration_id("acme") is None
     ledger.set_integration_id("acme", "a" * 24, "Acme")
     ledger.set_integration_id("acme", "b" * 24, "Acme")
@@ -218,6 +225,9 @@ def test_postgres_ledger(pg_url: str) -> None:
         ledger.record_results(op_id, OperationStatus.COMPLETED, ok(2))
         assert statuses(ledger) == {(RecordKind.COURSE, RecordStatus.SYNCED): 2}
         ledger.set_integration_id("acme", "a" * 24)
+        run = ledger.start_run("apply")
+        ledger.finish_run(run, RunStatus.SUCCEEDED, {}, exit_code=3)
+        assert (ledger.last_runs(1)[0].exit_code, ledger.last_runs(1)[0].error) == (3, None)
         again = Ledger.open(pg_url)
         assert again.get_integration_id("acme") == "a" * 24
         again.close()
