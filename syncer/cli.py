@@ -425,8 +425,7 @@ def apply(
             heartbeat=lock.heartbeat,
         )
     click.echo(render_run(report), nl=False)
-    to_decide = report.rejected or report.invalid_beyond_tolerance or report.held  # a person must look
-    code = 4 if report.failed_operations else 3 if to_decide else 0
+    code = report.exit_code  # the rule lives with the report: the run recorded this same code
     # One last log line with the numbers, so that cron mail and log shippers see the outcome.
     event(f"apply finished: exit {code}", exit_code=code, **report.summary())
     if code:

@@ -3,7 +3,8 @@
 Plain data, filled in by the executor as operations end and by the run as the plan is read.
 An operation that ended in ``error`` is counted here (``failed_operations``), not raised: the
 run records it and goes on with the other integrations (after a failed course import, that
-integration's statistics and archives wait for the next run); the CLI turns it into exit 4.
+integration's statistics and archives wait for the next run). ``RunReport.exit_code`` turns the
+outcome into the exit status, which the run records and the CLI exits with (4 for such an operation).
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ class RunReport:
     def held(self) -> int:
         """Statistics held (not sent) because their effect on the platform's attempts is unsafe."""
         return sum(o.held for o in self.integrations.values())
+
+    @property
+    def exit_code(self) -> int:
+        """4 if an operation ended in ``error``, 3 if a person must look (rejected, invalid, held), else 0."""
+        if self.failed_operations:
+            return 4
+        return 3 if self.rejected or self.invalid_beyond_tolerance or self.held else 0
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready numbers, for the ledger's run row and ``--log-format json``."""

@@ -238,13 +238,19 @@ def run_apply(
 
     try:
         report = asyncio.run(main())
-    except InterruptedRunError:
-        ledger.finish_run(run_id, RunStatus.INTERRUPTED, {})
+    except InterruptedRunError as exc:
+        ledger.finish_run(run_id, RunStatus.INTERRUPTED, {}, exit_code=exc.exit_code, error=str(exc))
         raise
-    except SyncerError:
-        ledger.finish_run(run_id, RunStatus.FAILED, {})
+    except Exception as exc:
+        # A SyncerError's message is scrubbed of secrets where it is raised; anything else is a
+        # bug, which the CLI reports with exit 1.
+        if isinstance(exc, SyncerError):
+            code, error = exc.exit_code, str(exc)
+        else:
+            code, error = 1, f"{type(exc).__name__}: {exc}"
+        ledger.finish_run(run_id, RunStatus.FAILED, {}, exit_code=code, error=error)
         raise
-    ledger.finish_run(run_id, RunStatus.SUCCEEDED, report.summary())
+    ledger.finish_run(run_id, RunStatus.SUCCEEDED, report.summary(), exit_code=report.exit_code)
     return report
 
 

@@ -777,8 +777,18 @@ def run_refresh(
 
     try:
         report = asyncio.run(main())
-    except (SyncerError, KeyboardInterrupt):
-        ledger.finish_run(run_id, RunStatus.FAILED, {})
+    except KeyboardInterrupt:
+        # Ctrl-C: click aborts the command with exit 1 (a refresh has no signal handler of its own).
+        ledger.finish_run(run_id, RunStatus.INTERRUPTED, {}, exit_code=1, error="interrupted (SIGINT)")
         raise
-    ledger.finish_run(run_id, RunStatus.SUCCEEDED, report.summary())
+    except Exception as exc:
+        # A SyncerError's message is scrubbed of secrets where it is raised; anything else is a
+        # bug, which the CLI reports with exit 1.
+        if isinstance(exc, SyncerError):
+            code, error = exc.exit_code, str(exc)
+        else:
+            code, error = 1, f"{type(exc).__name__}: {exc}"
+        ledger.finish_run(run_id, RunStatus.FAILED, {}, exit_code=code, error=error)
+        raise
+    ledger.finish_run(run_id, RunStatus.SUCCEEDED, report.summary(), exit_code=0)
     return report
