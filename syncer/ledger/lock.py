@@ -15,9 +15,9 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from filelock import FileLock, Timeout
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.engine import Connection, make_url
 
-from syncer.errors import LedgerUnusableError, LockedError
+from syncer.errors import LedgerUnusableError, LockedError, SyncerError
 from syncer.ledger.schema import locks_table
 from syncer.ledger.store import Ledger
 from syncer.progress import event
@@ -287,14 +287,60 @@ def clear_stale_holders(ledger: Ledger) -> list[Holder]:
     """
     cleared: list[Holder] = []
     for holder in read_holders(ledger):
-        probe = RunLock(ledger, [holder.name], None)
-        try:
-            if probe._try_take():
+        with _probe(ledger, holder.name) as held:
+            if held:
                 continue
             table = locks_table
             with ledger.translate_errors("clearing a lock row"), ledger.engine.begin() as conn:
                 conn.execute(delete(table).where(table.c.name == holder.name))
             cleared.append(holder)
-        finally:
-            probe._close()
     return cleared
+
+
+# -- liveness: is a holder alive? (syncer status, syncer unlock) ---------------------------------
+
+STALE_HEARTBEAT_SECONDS = 300.0
+"""A holder whose lock cannot be probed (say, no right to the lock file) is dead when its heartbeat
+is older than this: ten missed beats of an apply (syncer/apply/run.py beats every 30 s)."""
+
+
+@contextlib.contextmanager
+def _probe(ledger: Ledger, name: str) -> Iterator[bool]:
+    """Whether someone holds the lock ``name``; while it is free, this block holds it."""
+    probe = RunLock(ledger, [name], None)
+    try:
+        yield bool(probe._try_take())
+    finally:
+        probe._close()
+
+
+def holder_alive(ledger: Ledger, holder: Holder) -> bool:
+    """Whether the run a holder row names is alive: it still holds its lock.
+
+    A holder on this host whose process is gone is dead without asking (the kernel released its
+    lock). Otherwise the lock answers, as for ``clear_stale_holders``: someone holds it, or not.
+    A probe of a free lock holds it for an instant. The heartbeat decides only when the lock
+    cannot be probed: a refresh does not beat, so it alone would call a long refresh dead.
+    """
+    if holder.host == socket.gethostname() and not pid_alive(holder.pid):
+        return False
+    try:
+        with _probe(ledger, holder.name) as held:
+            return held
+    except (SyncerError, OSError):
+        return datetime.now(UTC) - holder.heartbeat_at <= timedelta(seconds=STALE_HEARTBEAT_SECONDS)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (True where that cannot be asked)."""
+    if os.name != "posix":
+        return True  # Windows: os.kill(pid, 0) would send CTRL_C_EVENT
+    if pid <= 0:
+        return False  # 0 and negatives name process groups, never a holder
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

@@ -1,20 +1,26 @@
 """What the ledger holds, for people: ``syncer status`` and ``syncer rejected``, as text or JSON.
 
-Status: the last runs, operations in flight, lock holders and record counts per integration.
+Status: the last runs (how each ended: exit code, counts, error; ``died`` when its process is
+gone, decided at read time from the lock holders), operations in flight, lock holders (heartbeat,
+alive) and record counts per integration (archived courses apart from synced ones).
 Rejected: records the API refused, invalid rows and held statistics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import socket
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from syncer.ledger import Ledger
-from syncer.ledger.lock import read_holders
+from syncer.ledger import Ledger, RunInfo, RunStatus
+from syncer.ledger.lock import Holder, holder_alive, pid_alive, read_holders
 from syncer.report.pieces import invalid_text, number
+
+DIED = "died"
+"""The status ``syncer status`` shows for a run recorded as running whose process is gone."""
 
 
 def _when(moment: datetime | None) -> str | None:
@@ -26,12 +32,50 @@ def _when(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
+def _run_status(run: RunInfo, holders: Sequence[Holder], alive: Mapping[str, bool], here: str) -> str:
+    """The run's status, ``died`` for a run recorded as running whose process is gone."""
+    if run.status is not RunStatus.RUNNING:
+        return run.status.value
+    # A run's lock holder rows carry its host and pid (the CLI takes the lock before the run starts).
+    own = [h for h in holders if (h.host, h.pid) == (run.host, run.pid)]
+    if any(alive[h.name] for h in own):
+        return run.status.value
+    if not own and run.host == here and pid_alive(run.pid):
+        return run.status.value  # a run of the library that took no lock: its process is there
+    return DIED
+
+
+def _run_counts(summary: Mapping[str, Any] | None) -> dict[str, int]:
+    """The numbers of a run's summary, those of an apply's integrations added up."""
+    counts: dict[str, int] = {}
+    per_integration = (summary or {}).get("integrations")
+    if isinstance(per_integration, Mapping):
+        for numbers in per_integration.values():
+            for key, value in numbers.items():
+                if isinstance(value, int) and not isinstance(value, bool):
+                    counts[key] = counts.get(key, 0) + value
+    for key, value in (summary or {}).items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            counts[key] = value
+    return counts
+
+
+def _record_statuses(ledger: Ledger) -> dict[str, dict[str, dict[str, int]]]:
+    """Records per integration, kind and status; archived courses apart from synced ones."""
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    for c in ledger.record_counts():
+        statuses = counts.setdefault(c.integration, {}).setdefault(c.kind.value, {})
+        if c.count - c.archived:
+            statuses[c.status.value] = c.count - c.archived
+        if c.archived:
+            statuses["archived"] = c.archived
+    return counts
+
+
 def status_data(ledger: Ledger, orphans: Sequence[str] = ()) -> dict[str, Any]:
     """What ``syncer status`` shows, as JSON-ready data (``orphans``: integrations the ledger
     holds that the config no longer declares)."""
-    counts: dict[str, dict[str, dict[str, int]]] = {}
-    for c in ledger.record_counts():
-        counts.setdefault(c.integration, {}).setdefault(c.kind.value, {})[c.status.value] = c.count
+    counts = _record_statuses(ledger)
     invalid = ledger.invalid_row_counts()
     held = ledger.held_counts()
     for name in [*invalid, *held]:
@@ -40,6 +84,10 @@ def status_data(ledger: Ledger, orphans: Sequence[str] = ()) -> dict[str, Any]:
     drift: dict[str, int] = {}
     for d in ledger.drift():
         drift[d.integration] = drift.get(d.integration, 0) + 1
+    holders = read_holders(ledger)
+    alive = {h.name: holder_alive(ledger, h) for h in holders}
+    here = socket.gethostname()
+    now = datetime.now(UTC)
     return {
         "runs": [
             {
@@ -47,9 +95,12 @@ def status_data(ledger: Ledger, orphans: Sequence[str] = ()) -> dict[str, Any]:
                 "command": r.command,
                 "host": r.host,
                 "pid": r.pid,
-                "status": r.status.value,
+                "status": _run_status(r, holders, alive, here),
                 "started_at": _when(r.started_at),
                 "ended_at": _when(r.ended_at),
+                "exit_code": r.exit_code,
+                "error": r.error,
+                "counts": _run_counts(r.summary),
             }
             for r in ledger.last_runs()
         ],
@@ -66,8 +117,16 @@ def status_data(ledger: Ledger, orphans: Sequence[str] = ()) -> dict[str, Any]:
             for op in ledger.unfinished_operations()
         ],
         "locks": [
-            {"name": h.name, "host": h.host, "pid": h.pid, "since": _when(h.started_at)}
-            for h in read_holders(ledger)
+            {
+                "name": h.name,
+                "host": h.host,
+                "pid": h.pid,
+                "since": _when(h.started_at),
+                "heartbeat_at": _when(h.heartbeat_at),
+                "heartbeat_age_seconds": max(0, int((now - h.heartbeat_at).total_seconds())),
+                "alive": alive[h.name],
+            }
+            for h in holders
         ],
         "integrations": {
             name: {
@@ -83,6 +142,29 @@ def status_data(ledger: Ledger, orphans: Sequence[str] = ()) -> dict[str, Any]:
         },
         "orphans": list(orphans),
     }
+
+
+def _lock_text(lock: Mapping[str, Any]) -> str:
+    state = "alive" if lock["alive"] else "dead: its run is gone (`syncer unlock CONFIG` clears the row)"
+    return (
+        f"  {lock['name']}: {lock['host']} pid {lock['pid']} since {lock['since']}, "
+        f"heartbeat {lock['heartbeat_at']} ({number(lock['heartbeat_age_seconds'])} s ago): {state}"
+    )
+
+
+def _run_text(run: Mapping[str, Any]) -> str:
+    line = f"  #{run['id']} {run['command']} {run['status']}"
+    if run["exit_code"] is not None:
+        line += f" (exit {run['exit_code']})"
+    line += f" started {run['started_at']} on {run['host']} pid {run['pid']}"
+    if run["status"] == DIED:
+        line += ": its process is gone, killed or crashed; the next run resumes what it left in flight"
+    numbers = [f"{key.replace('_', ' ')} {number(v)}" for key, v in run["counts"].items() if v]
+    if numbers:
+        line += " | " + ", ".join(numbers)
+    if run["error"]:
+        line += f" | error: {run['error']}"
+    return line
 
 
 def render_status(ledger: Ledger, fmt: str = "text", orphans: Sequence[str] = ()) -> str:
@@ -112,12 +194,9 @@ def render_status(ledger: Ledger, fmt: str = "text", orphans: Sequence[str] = ()
         for op in data["in_flight"]
     )
     lines.append("Locks:" + ("" if data["locks"] else " none held"))
-    lines.extend(f"  {h['name']}: {h['host']} pid {h['pid']} since {h['since']}" for h in data["locks"])
+    lines.extend(_lock_text(h) for h in data["locks"])
     lines.append("Last runs:" + ("" if data["runs"] else " none"))
-    lines.extend(
-        f"  #{r['id']} {r['command']} {r['status']} started {r['started_at']} on {r['host']} pid {r['pid']}"
-        for r in data["runs"]
-    )
+    lines.extend(_run_text(r) for r in data["runs"])
     return "\n".join(lines) + "\n"
 
 
