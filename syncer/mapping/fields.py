@@ -15,7 +15,15 @@ from typing import Any
 
 from syncer.config import FieldSpec, FilterOp, FilterSpec
 from syncer.mapping.checker import Check
-from syncer.mapping.values import DATETIME_PARSERS, BadValue, apply_steps, cell_text, field_steps
+from syncer.mapping.values import (
+    DATETIME_PARSERS,
+    NUL_REASON,
+    BadValue,
+    apply_steps,
+    cell_text,
+    field_steps,
+    has_nul,
+)
 
 __all__ = ["RowSource", "parse_template"]
 
@@ -61,7 +69,7 @@ class RowSource:
 
     def __init__(self) -> None:
         self.lines: list[str] = []  # the fields' code, inside the row function's try block
-        self.env: dict[str, Any] = {"BadValue": BadValue}
+        self.env: dict[str, Any] = {"BadValue": BadValue, "has_nul": has_nul}
         self.count = 0
         self.trusted: set[str] = set()  # fields whose date-time format the parser guarantees
 
@@ -81,7 +89,7 @@ class RowSource:
         emit = self.lines.append
         emit(f"        field = {target!r}")
         if spec.has_value:  # constants are converted once, here; BadValue is the caller's config error
-            emit(f"        payload[{target!r}] = {self.const(wrap(apply_steps(steps, spec.value)))}")
+            emit(f"        payload[{target!r}] = {self.const(wrap(_constant(steps, spec.value)))}")
             return
         if spec.template is not None:
             emit(f"        v = {self.const(_template_reader(spec.template))}(values)")
@@ -93,7 +101,7 @@ class RowSource:
             emit("        if type(v) is str: v = v.strip()")
         emit('        if v is None or v == "":')
         if spec.has_default and spec.default not in (None, ""):
-            emit(f"            payload[{target!r}] = {self.const(wrap(apply_steps(steps, spec.default)))}")
+            emit(f"            payload[{target!r}] = {self.const(wrap(_constant(steps, spec.default)))}")
         elif spec.split is not None:  # an empty cell is an empty list (no subjects), not a gap
             emit(f"            payload[{target!r}] = {self.const(wrap(apply_steps(steps, '')))}")
         elif required and len(names) == 1:
@@ -102,6 +110,11 @@ class RowSource:
             emit(f"            raise BadValue({self.const(_first_missing(names, suffix))}(values))")
         else:
             emit("            pass")
+        # A NUL is refused before any step: it would be cut short or refused further down (C
+        # strings, the ledger, the platform), so the row is invalid rather than sent or a crash.
+        where = f"column {names[0]!r}" if spec.template is None else f"template {spec.template!r}"
+        emit('        elif ("\\x00" in v) if type(v) is str else has_nul(v):')
+        emit(f"            raise BadValue({f'{NUL_REASON} in {where}'!r})")
         call = "v"
         for step in steps:
             call = f"{self.const(step)}({call})"
@@ -123,6 +136,13 @@ class RowSource:
         exec(compile("\n".join(body), "<row function>", "exec"), self.env)
         run: Callable[[Mapping[str, Any]], Any] = self.env["run"]
         return run
+
+
+def _constant(steps: list[Callable[[Any], Any]], value: Any) -> Any:
+    """A config constant or default through its steps; BadValue if it holds a NUL."""
+    if has_nul(value):
+        raise BadValue(NUL_REASON)
+    return apply_steps(steps, value)
 
 
 def _first_missing(names: list[str], suffix: str) -> Callable[[Mapping[str, Any]], str]:

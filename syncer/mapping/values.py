@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from syncer.config import FieldSpec, FieldType
 from syncer.mapping.checker import is_datetime, short_list
 
-__all__ = ["DATETIME_PARSERS", "BadValue", "apply_steps", "cell_text", "field_steps"]
+__all__ = ["DATETIME_PARSERS", "NUL_REASON", "BadValue", "apply_steps", "cell_text", "field_steps", "has_nul"]
 
 _UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 _TRUE = frozenset({"true", "yes", "y", "t", "1", "on"})
@@ -31,6 +31,21 @@ _FALSE = frozenset({"false", "no", "n", "f", "0", "off"})
 
 class BadValue(Exception):
     """A value that cannot become its field: an InvalidRow (in a constant or default, a config error)."""
+
+
+NUL_REASON = "contains a NUL byte"
+"""Why a value holding ``\\x00`` is refused: C strings, databases and the platform cut or refuse it."""
+
+
+def has_nul(v: Any) -> bool:
+    """Whether ``v`` (a cell, or a JSON value with lists and objects) holds a NUL character."""
+    if type(v) is str:
+        return "\x00" in v
+    if isinstance(v, list | tuple):
+        return any(has_nul(item) for item in v)
+    if isinstance(v, dict):
+        return any(has_nul(key) or has_nul(item) for key, item in v.items())
+    return False
 
 
 def _number(v: Any) -> int | float:
