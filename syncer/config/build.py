@@ -64,6 +64,8 @@ def build(doc: Document, path: Path, data: dict[str, Any]) -> Config:
         version=int(data["version"]),
         digest=content_hash(_public(data)),
         refresh_users=bool(data.get("refresh", {}).get("users", False)),
+        sample_rows=data.get("validate", {}).get("sample_rows"),
+        warnings=tuple(sorted(doc.warnings, key=lambda p: (p.line or 0, p.column or 0))),
     )
 
 

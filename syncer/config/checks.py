@@ -1,8 +1,9 @@
 """Every problem in a config's data: JSON Schema rules, then what the schema cannot say.
 
-The data comes from ``document.parse`` (interpolated, not yet typed). Each problem is recorded on
-the ``Document`` at the place it concerns, one message per wrong place, so that the loader can
-report them all at once; nothing is raised here.
+The data comes from ``document.parse`` (interpolated, not yet typed): a value that is one
+``${VAR}`` where the schema wants a number or a boolean is typed first, by YAML's rules. Each
+problem is recorded on the ``Document`` at the place it concerns, one message per wrong place,
+so that the loader can report them all at once; nothing is raised here.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from syncer.config.document import Document, NodePath, is_secret
 from syncer.resources import schema_path
@@ -48,11 +50,117 @@ def config_schema() -> dict[str, Any]:
 
 def check(doc: Document, data: Any) -> None:
     """Record on ``doc`` every schema violation and semantic problem of ``data``."""
+    _type_variables(doc, data)
     for error in Draft202012Validator(config_schema()).iter_errors(data):
         for leaf, fallback in _leaves(error):
             _schema_problem(doc, leaf, fallback)
     if isinstance(data, dict):
         _check_semantics(doc, data)
+
+
+# --------------------------------------------------------------------------------------------
+# Values that are one ${VAR}: typed as YAML would type them, where the schema wants a number
+
+
+_SCALAR_TYPES = {"integer": "an integer", "number": "a number", "boolean": "true or false"}
+
+
+def _type_variables(doc: Document, data: Any) -> None:
+    """Turn ``${VAR:-60}`` into 60 where the schema wants a number (``true`` where a boolean).
+
+    The environment gives text; written in the YAML the same text would be a number. A value
+    YAML does not read as one of the wanted types is a problem naming the variable, unless the
+    schema also takes a string there (``tolerate_invalid: ${TOLERANCE}`` may be ``1%``).
+    """
+    for path, name in doc.variables.items():
+        parent, key = _parent(data, path)
+        if parent is None or not isinstance(parent[key], str):
+            continue
+        kinds = _schema_types(config_schema(), path)
+        wanted = [k for k in _SCALAR_TYPES if k in kinds]
+        if not wanted:
+            continue
+        text = parent[key]
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = None
+        if isinstance(value, bool):
+            fits = "boolean" in wanted
+        elif isinstance(value, int):
+            fits = "integer" in wanted or "number" in wanted
+        else:
+            fits = isinstance(value, float) and "number" in wanted
+        if fits:
+            parent[key] = value
+        elif "string" not in kinds:
+            shown = "" if is_secret(path) else f" is {text!r}"
+            expected = " or ".join(_SCALAR_TYPES[k] for k in wanted)
+            doc.add(path, f"${{{name}}}{shown}: expected {expected}")
+
+
+def _parent(data: Any, path: NodePath) -> tuple[Any, Any]:
+    """The container holding the value at ``path``, and its key there (None, None if absent)."""
+    if not path:
+        return None, None
+    node = data
+    for step in path[:-1]:
+        if not _holds(node, step):
+            return None, None
+        node = node[step]
+    return (node, path[-1]) if _holds(node, path[-1]) else (None, None)
+
+
+def _holds(node: Any, step: str | int) -> bool:
+    if isinstance(node, dict):
+        return step in node
+    return isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
+
+
+def _schema_types(root: Mapping[str, Any], path: NodePath) -> set[str]:
+    """Every JSON type the schema allows at ``path`` (through $ref, oneOf, anyOf and allOf)."""
+    nodes = _expand(root, [root])
+    for step in path:
+        found: list[Mapping[str, Any]] = []
+        for node in nodes:
+            if isinstance(step, int):
+                if isinstance(node.get("items"), dict):
+                    found.append(node["items"])
+                continue
+            if step in node.get("properties", {}):
+                found.append(node["properties"][step])
+                continue
+            matched = [sub for rx, sub in node.get("patternProperties", {}).items() if re.search(rx, step)]
+            found += matched
+            if not matched and isinstance(node.get("additionalProperties"), dict):
+                found.append(node["additionalProperties"])
+        nodes = _expand(root, found)
+    kinds: set[str] = set()
+    for node in nodes:
+        declared = node.get("type")
+        kinds.update(declared if isinstance(declared, list) else [declared] if declared else [])
+        for value in [node["const"]] if "const" in node else node.get("enum", []):
+            kinds.add(
+                "boolean" if isinstance(value, bool)
+                else "integer" if isinstance(value, int)
+                else "number" if isinstance(value, float)
+                else "string"
+            )  # fmt: skip
+    return kinds
+
+
+def _expand(root: Mapping[str, Any], nodes: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    out: list[Mapping[str, Any]] = []
+    todo = list(nodes)
+    while todo:
+        node = todo.pop()
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            todo.append(root["$defs"][ref.removeprefix("#/$defs/")])
+        for combined in ("oneOf", "anyOf", "allOf"):
+            todo.extend(node.get(combined, []))
+        out.append(node)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,8 +187,29 @@ def _schema_problem(doc: Document, err: ValidationError, fallback: str | None) -
         missing = next((k for k in required if f"{k!r} is" in err.message), None)
         doc.add(path, f"missing required key {missing!r}", mute=False)
         return
+    number = _unquoted_number(doc, err, path)
+    if number is not None:
+        without_value = _message(err, fallback, secret=True)
+        doc.add(path, f'{without_value}: YAML reads {number} as a number; quote it: "{number}"')
+        return
     message = _message(err, fallback, secret=is_secret(path))
     doc.add(path, message, mute=err.validator != "maxProperties")
+
+
+def _unquoted_number(doc: Document, err: ValidationError, path: NodePath) -> str | None:
+    """The text of an id YAML read as a number (``group: 123456789012345678901234``), else None."""
+    pattern = _schema_of(err).get("pattern")
+    node = doc.node_at(path)
+    if (
+        err.validator not in ("type", "pattern")
+        or not isinstance(pattern, str)
+        or isinstance(err.instance, str)
+        or not isinstance(node, yaml.ScalarNode)
+        or node.style is not None  # quoted: a string already
+        or not re.search(pattern, node.value)
+    ):
+        return None
+    return str(node.value)
 
 
 def _schema_of(err: ValidationError) -> Mapping[str, Any]:
@@ -225,13 +354,33 @@ def _check_semantics(doc: Document, data: dict[str, Any]) -> None:
 
 
 def _check_url(doc: Document, path: NodePath, url: str) -> None:
+    """A database URL: well-formed, of a dialect SQLAlchemy knows, whose driver is installed.
+
+    Nothing is opened or created: the dialect is loaded and its driver imported, no more.
+    """
+    key = "`ledger:`" if path == ("ledger",) else "`url:`"
     try:
-        make_url(url)
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
         # The URL may hold a password: say what is wrong, never what it is.
         doc.add(
             path, "not a SQLAlchemy database URL (e.g. sqlite:///syncer.db, postgresql+psycopg://host/db)"
         )
+        return
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        doc.add(
+            path,
+            f"unknown database {parsed.drivername!r} (no SQLAlchemy dialect of that name); "
+            f"use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB in {key}",
+        )
+        return
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        extra = " (for PostgreSQL: pip install 'syncer360[postgres]')" if dialect.name == "postgresql" else ""
+        doc.add(path, f"the database driver is not installed ({exc.name or exc}){extra}")
 
 
 def _check_object(doc: Document, path: NodePath, spec: dict[str, Any], sources: Mapping[str, Any]) -> None:

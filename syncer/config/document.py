@@ -1,15 +1,17 @@
 """The YAML document of a config: parsed once with node positions, ``${VAR}`` interpolated.
 
 ``parse`` turns the text into plain data while keeping the node tree, so that every later problem
-can be located as ``FILE:LINE:COL``; the ``Document`` collects those problems. Duplicate keys and
-unset variables are found here, YAML syntax errors end the parse at once.
+can be located as ``FILE:LINE:COL``; the ``Document`` collects those problems, and the warnings
+(a secret written in the file, an API variable unset when ``offline``). Duplicate keys and unset
+variables are found here, YAML syntax errors end the parse at once.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -26,9 +28,18 @@ MAX_VALUES = 100_000
 NodePath = tuple[str | int, ...]
 """Where a value sits in the document: mapping keys and list indexes from the root."""
 
+OFFLINE_VARIABLES: frozenset[NodePath] = frozenset(
+    {("api", "base_url"), ("api", "client_id"), ("api", "client_secret"), ("api", "company_id")}
+)
+"""Values only a call to the API uses: offline (``syncer validate``), an unset variable there is a warning."""
 
-def parse(file: str, text: str, env: Mapping[str, str]) -> tuple[Document, Any]:
-    """The document and its data, with ``${VAR}`` taken from ``env``; raise ConfigError on bad YAML."""
+
+def parse(file: str, text: str, env: Mapping[str, str], *, offline: bool = False) -> tuple[Document, Any]:
+    """The document and its data, with ``${VAR}`` taken from ``env``; raise ConfigError on bad YAML.
+
+    With ``offline`` an unset variable in one of the ``OFFLINE_VARIABLES`` is a warning, not a
+    problem: its value stays the ``${VAR}`` text, which nothing offline uses.
+    """
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError.single(
             file,
@@ -44,8 +55,9 @@ def parse(file: str, text: str, env: Mapping[str, str]) -> tuple[Document, Any]:
                 file, 1, 1, "the config is empty: expected `version: 1`, api, sources..."
             )
         _check_aliases(file, root)
-        doc = Document(file, text, root)
+        doc = Document(file, text, root, offline=offline)
         doc.check_duplicate_keys(root, ())
+        doc.check_written_secrets()
         doc.interpolate(root, (), env)
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
@@ -63,11 +75,15 @@ def parse(file: str, text: str, env: Mapping[str, str]) -> tuple[Document, Any]:
 class Document:
     """The parsed YAML with its node tree: locates paths and collects problems."""
 
-    def __init__(self, file: str, text: str, root: yaml.Node) -> None:
+    def __init__(self, file: str, text: str, root: yaml.Node, *, offline: bool = False) -> None:
         self.file = file
         self.text = text
         self.root = root
+        self.offline = offline
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        # Values that are one ``${VAR}`` and nothing else (path -> VAR): typed by the schema later.
+        self.variables: dict[NodePath, str] = {}
         self._reported: set[NodePath] = set()  # paths already wrong: no second message beneath them
 
     # -- positions
@@ -85,6 +101,16 @@ class Document:
         node, key_node = self._walk(path)
         mark = (key_node if key and key_node is not None else node).start_mark
         return mark.line + 1, mark.column + 1
+
+    def node_at(self, path: NodePath) -> yaml.Node | None:
+        """The YAML node at ``path``, or None when the document has no such path."""
+        node = self.root
+        for step in path:
+            found = _child(node, step)
+            if found is None or found[1] is None:
+                return None
+            node = found[1]
+        return node
 
     def where(self, path: NodePath, *, key: bool = True) -> str:
         """``FILE:LINE:COL`` of the declaration at ``path``, for later stages' messages."""
@@ -116,7 +142,42 @@ class Document:
         if mute:
             self._reported.add(path)
 
+    def warn(self, path: NodePath, message: str) -> None:
+        """Record a warning at the value at ``path``: the config works, but should change."""
+        line, col = self.position(path)
+        self.warnings.append(Problem(self.file, line, col, f"{_label(path)}: {message}"))
+
     # -- structure
+    def check_written_secrets(self) -> None:
+        """Warn about a client secret, or a database password, written in the file instead of ``${VAR}``."""
+        secret = self.node_at(("api", "client_secret"))
+        if _plain_text(secret) and "${" not in secret.value:
+            self.warn(
+                ("api", "client_secret"),
+                "the secret is written in the config; keep it in the environment: "
+                "client_secret: ${L360_CLIENT_SECRET}",
+            )
+        urls: list[tuple[NodePath, str]] = [(("ledger",), "ledger: ${SYNCER_LEDGER_URL}")]
+        sources = self.node_at(("sources",))
+        if isinstance(sources, yaml.MappingNode):
+            urls += [
+                (("sources", str(k.value), "sql", "url"), "url: ${WAREHOUSE_URL}") for k, _ in sources.value
+            ]
+        for path, advice in urls:
+            node = self.node_at(path)
+            if not _plain_text(node):
+                continue
+            try:
+                password = urlsplit(node.value).password
+            except ValueError:
+                continue  # not a URL: the checks say so
+            if password and "${" not in password:
+                self.warn(
+                    path,
+                    "the URL holds a password written in the config; keep it in the environment: "
+                    f"{advice}, or ${{VAR}} in place of the password",
+                )
+
     def check_duplicate_keys(self, node: yaml.Node, path: NodePath) -> None:
         """YAML keeps the last of two equal keys silently; a config must not say a thing twice."""
         if isinstance(node, yaml.MappingNode):
@@ -149,6 +210,9 @@ class Document:
             for i, item in enumerate(node.value):
                 self.interpolate(item, (*path, i), env, seen)
         elif isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG and "$" in node.value:
+            whole = _VARIABLE.fullmatch(node.value)
+            if whole is not None and whole.group(1) is not None:
+                self.variables[path] = whole.group(1)
             node.value = self._substitute(node, path, env)
 
     def _substitute(self, node: yaml.ScalarNode, path: NodePath, env: Mapping[str, str]) -> str:
@@ -168,6 +232,15 @@ class Document:
                     return value
                 if default is not None:
                     return default
+                if self.offline and path in OFFLINE_VARIABLES:
+                    # Nothing offline uses it: left as written, and no schema message beneath it.
+                    self.warn(
+                        path,
+                        f"environment variable {name} is not set: validate does not call the API; "
+                        f"plan and apply will need {name}",
+                    )
+                    self._reported.add(path)
+                    return token
                 message = f"environment variable {name} is not set (or write ${{{name}:-default}})"
             else:
                 message = (
@@ -207,6 +280,11 @@ def is_secret(path: NodePath) -> bool:
         or path[:1] == ("ledger",)
         or (path[:1] == ("sources",) and path[2:4] == ("sql", "url"))
     )
+
+
+def _plain_text(node: yaml.Node | None) -> TypeGuard[yaml.ScalarNode]:
+    """True for a string scalar (what a secret or a URL must be; anything else the schema refuses)."""
+    return isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -18,8 +18,14 @@ from syncer.config.model import Config
 from syncer.errors import ConfigError
 
 
-def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read, interpolate, validate and build the config at ``path``; raise ConfigError with every problem."""
+def load_config(path: Path, env: Mapping[str, str] | None = None, *, offline: bool = False) -> Config:
+    """Read, interpolate, validate and build the config at ``path``; raise ConfigError with every problem.
+
+    ``offline`` is for what never calls the API (``syncer validate``): an unset variable in
+    ``api.client_id``, ``client_secret``, ``base_url`` or ``company_id`` is then a warning in
+    ``Config.warnings`` instead of a problem, and that value is left as written. ``Config.warnings``
+    also holds, in every mode, the secrets written in the file instead of ``${VAR}``.
+    """
     file = str(path)
     try:
         text = path.read_text("utf-8")
@@ -28,7 +34,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError.single(file, None, None, f"cannot read the config file: {reason}") from exc
-    doc, data = parse(file, text, os.environ if env is None else env)
+    doc, data = parse(file, text, os.environ if env is None else env, offline=offline)
     check(doc, data)
     if doc.problems:
         raise ConfigError(sorted(doc.problems, key=lambda p: (p.line or 0, p.column or 0)))

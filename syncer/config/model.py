@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from syncer.errors import Problem
 from syncer.secrets import Secret
 
 
@@ -218,3 +219,7 @@ class Config:
     version: int = 1
     digest: str = ""  # content hash of the config after interpolation (secrets excluded)
     refresh_users: bool = False  # refresh.users: each apply lists the platform's learners first
+    # Located warnings: the config works, but a person should change it (a secret written in the
+    # file, an API variable unset offline). The CLI prints them; nothing else reads them.
+    warnings: tuple[Problem, ...] = ()
+    sample_rows: int | None = None  # validate.sample_rows: rows of each source validate maps
