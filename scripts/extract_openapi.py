@@ -42,6 +42,8 @@ PATHS = {
         "/api/v2/courses/stats",
         "/api/v2/courses/{courseId}/archive",
         "/api/v2/users",
+        "/api/v2/users/{userId}",
+        "/api/v2/groups/{groupId}",
     ],
 }
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}

@@ -258,6 +258,15 @@ async def list_integrations(request: web.Request) -> web.Response:
     return page(request, request.path, rows, filters, after, 100)
 
 
+def _check_group_and_author(state: SimState, integration: dict[str, Any]) -> None:
+    # UNDOCUMENTED: checked after the body and before the platform name; the group first. While
+    # groups or authors are not modelled (settings), every well-formed id exists.
+    if "groupId" in integration and not state.group_exists(integration["groupId"]):
+        raise error(404, "groupNotFound", "Group not found")
+    if "authorId" in integration and state.user_of_id(integration["authorId"]) is None:
+        raise error(404, "userNotFound", "User not found")
+
+
 def _check_platform(
     state: SimState, company_id: str, integration: dict[str, Any], own_id: str | None
 ) -> None:
@@ -284,7 +293,7 @@ async def create_integration(request: web.Request) -> web.Response:
         _check_platform(state, principal.company_id, body, None)
         if len(state.company_integrations(principal.company_id)) >= state.settings.integrations_limit:
             raise error(400, "integrationsLimitReached", "The company has too many integrations")
-        # UNDOCUMENTED: groups and authors are not modelled; every well-formed id exists.
+        _check_group_and_author(state, body)
         integration = {"_id": state.new_id(), **body}
         state.store_integration(integration, principal.company_id)
     return json_response(201, integration)
@@ -309,6 +318,7 @@ async def patch_integration(request: web.Request) -> web.Response:
         raise invalid(problem)
     with state.locked():
         updated = {**current, **body}
+        _check_group_and_author(state, body)
         _check_platform(state, principal.company_id, updated, current["_id"])
         state.store_integration(updated, principal.company_id)
     return json_response(200, updated)

@@ -230,6 +230,14 @@ async def _dispatch_control(request: web.Request) -> web.Response:
             return _control_error(problem)
         added = [state.add_user(**entry).dto() for entry in data]
         return web.json_response(added, status=201, dumps=dumps)
+    if request.method == "POST" and action == "groups":
+        data = await _read_json(request)
+        problem = _groups_problem(data)
+        if problem:
+            return _control_error(problem)
+        state.declare(data.get("groups", ()), data.get("authors", ()))
+        known = {"groups": state.groups, "authors": state.authors}
+        return web.json_response({k: None if v is None else sorted(v) for k, v in known.items()}, dumps=dumps)
     if request.method == "POST" and action == "launch":
         data = await _read_json(request)
         keys = {"integrationId", "externalId", "mail"}
@@ -257,6 +265,16 @@ def _users_problem(data: Any) -> str | None:
             return f"user {index}: status must be one of {', '.join(USER_STATUSES)}"
         if "username" in entry and not (isinstance(entry["username"], str) and entry["username"]):
             return f"user {index}: username must be a non-empty string"
+    return None
+
+
+def _groups_problem(data: Any) -> str | None:
+    """What is wrong with a ``POST /_sim/groups`` body ({"groups"?: [id], "authors"?: [id]})."""
+    if not isinstance(data, dict) or set(data) - {"groups", "authors"}:
+        return 'give {"groups"?: [id, ...], "authors"?: [id, ...]}'
+    for key, ids in data.items():
+        if not isinstance(ids, list) or not all(rules.is_object_id(i) for i in ids):
+            return f"{key}: give a list of 24-hex ids"
     return None
 
 
@@ -325,6 +343,8 @@ def create_app(
     r.add_get("/api/v2/courses/stats", reads.list_course_stats, allow_head=False)
     r.add_put("/api/v2/courses/{courseId}/archive", reads.archive_course)
     r.add_get("/api/v2/users", reads.list_users, allow_head=False)
+    r.add_get("/api/v2/users/{userId}", reads.get_user, allow_head=False)
+    r.add_get("/api/v2/groups/{groupId}", reads.get_group, allow_head=False)
     r.add_put("/api/v2/bulk/integrations/{integrationId}/courses", api.import_courses)
     r.add_delete("/api/v2/bulk/integrations/{integrationId}/courses", api.archive_courses)
     r.add_post("/api/v2/bulk/integrations/{integrationId}/stats", api.import_stats)

@@ -1,5 +1,5 @@
-"""The simulated read endpoints of the core API: courses, course statistics, users; and the
-course archive switch.
+"""The simulated read endpoints of the core API: courses, course statistics, users, one user,
+one group; and the course archive switch.
 
 Each list pages by 500 with a ``Link`` to the next page and accepts exactly the bracket filters
 the official document declares for it (values checked against their declared schemas). Every
@@ -23,7 +23,7 @@ from syncer.simulator.rules import Attempt
 from syncer.simulator.state import SimState
 
 COURSES_READ, COURSE_STATS_READ, USERS_READ = "courses:read", "courseStats:read", "users:read"
-COURSES_WRITE = "courses:write"
+COURSES_WRITE, GROUPS_READ = "courses:write", "groups:read"
 PAGE = 500  # documented page size of the three lists
 
 Test = Callable[[Any], bool]
@@ -276,3 +276,29 @@ async def list_users(request: web.Request) -> web.Response:
     with state.locked():
         # UNDOCUMENTED: one user directory for the whole simulator, shared by its companies.
         return api.page_of(request, request.path, rows(), filters, PAGE)
+
+
+async def get_user(request: web.Request) -> web.Response:
+    """GET /api/v2/users/{userId}: one user (a learner, or an author of integrations)."""
+    api.guard(request, USERS_READ, write=False)
+    user = api.state_of(request).user_of_id(request.match_info["userId"])
+    if user is None:
+        # UNDOCUMENTED: a malformed id is userNotFound too.
+        raise api.error(404, "userNotFound", "User not found")
+    return api.json_response(200, user.dto())
+
+
+# -- groups --------------------------------------------------------------------------------
+
+
+async def get_group(request: web.Request) -> web.Response:
+    """GET /api/v2/groups/{groupId}: the group (GroupDTO) when it exists."""
+    api.guard(request, GROUPS_READ, write=False)
+    group_id = request.match_info["groupId"]
+    if not api.state_of(request).group_exists(group_id):
+        # UNDOCUMENTED: a malformed id is groupNotFound too.
+        raise api.error(404, "groupNotFound", "Group not found")
+    # UNDOCUMENTED: groups are ids only; the name is made from the id, every group is private.
+    return api.json_response(
+        200, {"_id": group_id.lower(), "name": f"Group {group_id.lower()}", "public": False}
+    )

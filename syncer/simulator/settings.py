@@ -14,6 +14,7 @@ ALL_SCOPES = frozenset(
         "courses:write",
         "courseStats:read",
         "users:read",
+        "groups:read",
     }
 )
 """Every scope an endpoint of the simulator requires; the demo client is granted them all."""
@@ -41,6 +42,10 @@ class SimulatorSettings:
 
     ``users`` None accepts any learner mail (a user appears when a statistic first names it);
     a set of mails: those are the users from the start, and only users are learners.
+    ``groups``/``authors`` None: every well-formed group id / author (user) id exists; a set of
+    ids: only those (and the users) do, and creating an integration in another group or with
+    another author is refused with 404 ``groupNotFound``/``userNotFound`` (``POST /_sim/groups``
+    declares more).
     ``write_rate``/``read_rate`` are requests per company over a sliding 1 s window
     (None: unlimited). ``op_seconds`` is how long an operation takes from submission to its end.
     """
@@ -51,6 +56,8 @@ class SimulatorSettings:
     op_seconds: float = 0.2
     clients: tuple[SimClient, ...] = (DEMO_CLIENT,)
     users: frozenset[str] | None = None
+    groups: frozenset[str] | None = None
+    authors: frozenset[str] | None = None
     write_rate: float | None = 10.0
     read_rate: float | None = 50.0
     concurrent_operations: int = 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,6 +66,13 @@ class SimState:
         self._windows: dict[tuple[str, str], deque[float]] = {}
         self._active: list[Operation] = []
         self._seq = 0
+        # None: not modelled, every well-formed id exists (settings.groups / settings.authors).
+        self.groups: set[str] | None = (
+            None if self.settings.groups is None else {g.lower() for g in self.settings.groups}
+        )
+        self.authors: set[str] | None = (
+            None if self.settings.authors is None else {a.lower() for a in self.settings.authors}
+        )
         # The learners of `settings.users` exist from the start (sorted: ids follow the seed).
         for mail in sorted(self.settings.users or ()):
             if self.users.with_mail(mail) is None:
@@ -183,6 +190,33 @@ class SimState:
                 return "integrationInactive"
             self._set_archived(self.courses[key], archived, self.clock.now())
             return key, self.courses[key]
+
+    # -- groups and authors ----------------------------------------------------------------
+
+    def declare(self, groups: Iterable[str] = (), authors: Iterable[str] = ()) -> None:
+        """Make groups and authors exist; declaring the first one models that kind from then on."""
+        with self._lock:
+            if groups:
+                self.groups = (self.groups or set()) | {g.lower() for g in groups}
+            if authors:
+                self.authors = (self.authors or set()) | {a.lower() for a in authors}
+
+    def group_exists(self, group_id: str) -> bool:
+        """Whether the group exists (UNDOCUMENTED: any well-formed id while groups are not modelled)."""
+        with self._lock:
+            known = self.groups is None or group_id.lower() in self.groups
+            return rules.is_object_id(group_id) and known
+
+    def user_of_id(self, user_id: str) -> User | None:
+        """The user (learner or author) of an id; while authors are not modelled (UNDOCUMENTED)
+        any well-formed id is an active user without a mail."""
+        with self._lock:
+            if not rules.is_object_id(user_id):
+                return None
+            found = self.users.by_id.get(user_id.lower())
+            if found is None and (self.authors is None or user_id.lower() in self.authors):
+                return User(user_id=user_id.lower(), seq=0)
+            return found
 
     # -- users -----------------------------------------------------------------------------
 

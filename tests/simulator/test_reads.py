@@ -100,7 +100,10 @@ async def test_every_route_requires_the_scope_of_the_extract(api: Api) -> None:
     assert routes - set(scopes) == {("post", "/api/v2/oauth2/token")}  # every other route has a scope
     assert {scopes[route] for route in routes - {("post", "/api/v2/oauth2/token")}} == ALL_SCOPES
     for method, path in sorted(routes - {("post", "/api/v2/oauth2/token")}):
-        url = path.format(integrationId="0" * 24, bulkOperationId="0" * 24, courseId="0" * 24, externalId="x")
+        ids = {
+            name: "0" * 24 for name in ("integrationId", "bulkOperationId", "courseId", "userId", "groupId")
+        }
+        url = path.format(externalId="x", **ids)
         body = {} if method in ("post", "put", "patch") else None
         for client, refused in (
             (f"without {scopes[method, path]}", True),
