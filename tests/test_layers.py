@@ -1,8 +1,8 @@
 """The import rule of docs/architecture.md: a stage never imports a stage above it.
 
 The stages, from the bottom: the root base modules (errors, models, version, progress,
-resources, secrets), then config, sources, mapping, ledger, plan, api, apply, report, cli. A
-module may import its own stage and the stages below. The simulator stands apart: it imports
+resources, secrets), then config, sources, mapping, ledger, plan, api, refresh, doctor, apply,
+report, cli. A module may import its own stage and the stages below. The simulator stands apart: it imports
 only the base, and only the CLI and ``syncer.apply.sandbox`` (which only the CLI imports) may
 import it. ``syncer/__init__.py`` is the public facade and imports lazily from every stage.
 
@@ -29,6 +29,7 @@ STAGES = [
     "plan",
     "api",
     "refresh",
+    "doctor",
     "apply",
     "report",
     "cli",
