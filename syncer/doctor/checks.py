@@ -25,6 +25,7 @@ __all__ = [
     "DoctorReport",
     "check_config",
     "check_sources",
+    "config_warnings",
     "credential_variables",
     "skipped",
 ]
@@ -69,6 +70,11 @@ class DoctorReport:
 def skipped(names: Sequence[str], reason: str) -> list[Check]:
     """The checks that cannot run, each saying which earlier failure stopped it."""
     return [Check(name, CheckStatus.SKIP, reason) for name in names]
+
+
+def config_warnings(config: Config) -> list[Check]:
+    """The config's located warnings (a secret written in the file...), one line each."""
+    return [Check("config", CheckStatus.WARN, str(warning)) for warning in config.warnings]
 
 
 def check_config(path: Path, wanted: Sequence[str] | None) -> tuple[Check, Config | None]:

@@ -13,6 +13,7 @@ from syncer.doctor.checks import (
     DoctorReport,
     check_config,
     check_sources,
+    config_warnings,
     credential_variables,
     skipped,
 )
@@ -32,7 +33,7 @@ def run_doctor(config_path: Path, integrations: Sequence[str] | None = None) -> 
         checks = [config_check, *skipped(_AFTER_CONFIG, "the config is not valid")]
         return DoctorReport(config_path, tuple(checks))
     names = list(dict.fromkeys(integrations)) if integrations else list(config.integrations)
-    checks = [config_check]
+    checks = [config_check, *config_warnings(config)]
     try:
         checks.extend(check_sources(config, names))
     except ConfigError as exc:  # field rules the API refuses: every problem, as validate lists them

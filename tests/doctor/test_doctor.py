@@ -255,6 +255,15 @@ def test_invalid_config_lists_its_problems_and_stops(doctor: Doctor, tmp_path: P
     assert "- limits: skipped (the config is not valid)" in lines
 
 
+def test_config_warnings_are_shown(doctor: Doctor, tmp_path: Path) -> None:
+    config = write_project(tmp_path, f"http://127.0.0.1:{closed_port()}")
+    config.write_text(config.read_text("utf-8").replace("${DOCTOR_CLIENT_SECRET}", SECRET), "utf-8")
+    code, out = doctor(str(config))
+    assert code == 1  # the host is unreachable
+    warned = [line for line in out.splitlines() if line.startswith("⚠ config: ")]
+    assert len(warned) == 1 and warned[0].startswith(f"⚠ config: {config}:"), out
+
+
 def test_unknown_integration_name(doctor: Doctor, tmp_path: Path) -> None:
     config = write_project(tmp_path, "http://127.0.0.1:1")
     code, out = doctor(str(config), "--integration", "nope")
