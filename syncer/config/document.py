@@ -8,6 +8,7 @@ variables are found here, YAML syntax errors end the parse at once.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, TypeGuard
@@ -24,6 +25,9 @@ MAX_CONFIG_BYTES = 1_000_000
 """A config file larger than this is refused (a config is a few kilobytes: is it the right file?)."""
 MAX_VALUES = 100_000
 """Values a config may hold once its YAML aliases are expanded: an alias bomb stops here."""
+MAX_DEPTH = 100
+"""Nesting a config may have (it needs about 6): deeper YAML is refused before it exhausts the stack."""
+_FLOAT_TAG = "tag:yaml.org,2002:float"
 
 NodePath = tuple[str | int, ...]
 """Where a value sits in the document: mapping keys and list indexes from the root."""
@@ -47,8 +51,18 @@ def parse(file: str, text: str, env: Mapping[str, str], *, offline: bool = False
             1,
             f"the config is {len(text):,} characters; configs over {MAX_CONFIG_BYTES:,} are refused",
         )
-    loader = yaml.SafeLoader(text)
     try:
+        loader = yaml.SafeLoader(text)  # refuses control characters and NUL bytes at once
+    except yaml.reader.ReaderError as exc:
+        at_line, at_col = _text_position(text, exc.position)
+        raise ConfigError.single(
+            file,
+            at_line,
+            at_col,
+            f"invalid YAML: character {exc.character!r} is not allowed (is it a text file?)",
+        ) from exc
+    try:
+        _check_depth(file, text)
         root = loader.get_single_node()
         if root is None:
             raise ConfigError.single(
@@ -59,7 +73,8 @@ def parse(file: str, text: str, env: Mapping[str, str], *, offline: bool = False
         doc.check_duplicate_keys(root, ())
         doc.check_written_secrets()
         doc.interpolate(root, (), env)
-        data = loader.construct_document(root)
+        data = _construct(file, loader, root)
+        doc.problems += _non_finite_numbers(file, root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = " ".join(str(p) for p in (exc.context, exc.problem) if p)
@@ -336,3 +351,102 @@ def _check_aliases(file: str, root: yaml.Node) -> None:
                 )
             if id(child) not in size:
                 stack.append((child, False))
+
+
+def _text_position(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of the character at ``index``."""
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+_OPENING = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
+            yaml.FlowSequenceStartToken)  # fmt: skip
+_CLOSING = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+def _check_depth(file: str, text: str) -> None:
+    """Refuse nesting deeper than ``MAX_DEPTH``: PyYAML composes nodes recursively, and
+    ``[[[[...`` a few thousand deep would end in a RecursionError. The scanner is not recursive."""
+    if text.count("[") + text.count("{") + text.count("-") + text.count(":") < MAX_DEPTH:
+        return  # cannot be that deep: skip the scan
+    scanner = yaml.SafeLoader(text)
+    depth = 0
+    try:
+        while scanner.check_token():
+            token = scanner.get_token()  # type: ignore[no-untyped-call]
+            if isinstance(token, _OPENING):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = token.start_mark
+                    raise ConfigError.single(
+                        file,
+                        mark.line + 1,
+                        mark.column + 1,
+                        f"the YAML is nested more than {MAX_DEPTH} levels deep; a config needs far fewer",
+                    )
+            elif isinstance(token, _CLOSING):
+                depth -= 1
+    except yaml.YAMLError:
+        return  # a syntax error: the parse reports it with its position
+    finally:
+        scanner.dispose()
+
+
+def _construct(file: str, loader: yaml.SafeLoader, root: yaml.Node) -> Any:
+    """The document's data; a value its tag cannot build (``!!int abc``) is a located problem."""
+    try:
+        return loader.construct_document(root)
+    except (ValueError, TypeError, OverflowError) as exc:
+        node = _first_unbuildable(root)
+        mark = node.start_mark if node is not None else None
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+        value = f" {node.value!r}" if isinstance(node, yaml.ScalarNode) else ""
+        raise ConfigError.single(
+            file, line, col, f"invalid YAML: cannot read the value{value} as {_tag_name(node)} ({exc})"
+        ) from exc
+
+
+def _scalars(root: yaml.Node) -> list[yaml.ScalarNode]:
+    """Every scalar node once, in document order (no recursion: nesting is bounded, aliases shared)."""
+    seen: set[int] = set()
+    out: list[yaml.ScalarNode] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            out.append(node)
+        stack.extend(reversed(_children(node)))
+    return sorted(out, key=lambda n: n.start_mark.index)
+
+
+def _first_unbuildable(root: yaml.Node) -> yaml.Node | None:
+    constructor = yaml.constructor.SafeConstructor()
+    for node in _scalars(root):
+        try:
+            constructor.construct_object(node, deep=True)
+        except (ValueError, TypeError, OverflowError, yaml.YAMLError):
+            return node
+    return None
+
+
+def _tag_name(node: yaml.Node | None) -> str:
+    tag = node.tag if node is not None else ""
+    return tag.rsplit(":", 1)[-1] if tag.startswith("tag:yaml.org,2002:") else (tag or "its tag")
+
+
+def _non_finite_numbers(file: str, root: yaml.Node) -> list[Problem]:
+    """``.nan``, ``.inf`` and numbers too large for a float (``1e400``): no setting means them."""
+    problems = []
+    for node in _scalars(root):
+        if node.tag != _FLOAT_TAG:
+            continue
+        value = yaml.constructor.SafeConstructor().construct_yaml_float(node)
+        if not math.isfinite(value):
+            mark = node.start_mark
+            problems.append(
+                Problem(file, mark.line + 1, mark.column + 1, f"{node.value!r} is not a finite number")
+            )
+    return problems
