@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from syncer.errors import ConfigError, SyncerError
+from syncer.errors import ConfigError, GuardError, SyncerError
 
 # Every import inside a function below is there on purpose, for start-up speed: each command
 # loads only the stages it runs (asyncio, orjson, aiohttp, SQLAlchemy, the simulator), so
@@ -181,23 +182,123 @@ def cli(ctx: click.Context, debug: bool, log_format: str) -> None:
     ctx.obj = Context(debug=debug, log_format=log_format)
 
 
+SHOWN_INVALID = 5
+"""Invalid rows ``syncer validate`` shows per source; the others are counted."""
+
+# What apply ends with on a plan's blockers (syncer.plan.Blocker): the highest one wins.
+_BLOCKED_EXIT = {"mass_archive": GuardError.exit_code, "invalid_beyond_tolerance": 3, "held": 3}
+
+
+def _print_warnings(ctx: Context | None, warnings: Iterable[object]) -> None:
+    """Print warnings on stderr as ``warning: MESSAGE`` (with --log-format json: one object each).
+
+    validate, plan and apply call it with ``Config.warnings`` (``FILE:LINE:COL: message``).
+    """
+    for warning in warnings:
+        if ctx is not None and ctx.log_format == "json":
+            import orjson
+
+            from syncer.progress import json_log_line
+
+            click.echo(orjson.dumps(json_log_line("warning", str(warning), {})).decode(), err=True)
+        else:
+            click.echo(f"warning: {warning}", err=True)
+
+
 @cli.command()
 @CONFIG_ARG
-def validate(config_path: Path) -> None:
-    """Check a config and the first rows of its sources, offline."""
+@click.option(
+    "--sample-rows",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Rows of each source to map and check (default: validate.sample_rows of the config, else 100).",
+)
+@click.option(
+    "--no-sources",
+    is_flag=True,
+    help="Read no source (a pull request without access to them): config, field rules and ledger URL only.",
+)
+@click.pass_obj
+def validate(ctx: Context, config_path: Path, sample_rows: int | None, no_sources: bool) -> None:
+    """Check a config and the first rows of its sources. Never calls the API, never opens the ledger."""
     # Imported here so that `syncer --help` stays fast and free of the heavier stages.
     from syncer.config import load_config
-    from syncer.mapping import check_columns
+    from syncer.mapping import DEFAULT_SAMPLE_ROWS, check_columns, sample_sources
+    from syncer.report.pieces import invalid_text
 
-    config = load_config(config_path)
-    problems = check_columns(config)
+    config = load_config(config_path, offline=True)
+    _print_warnings(ctx, config.warnings)
+    rows = next(n for n in (sample_rows, config.sample_rows, DEFAULT_SAMPLE_ROWS) if n is not None)
+    problems = [] if no_sources else check_columns(config)
+    try:  # with --no-sources: the field rules against the API's schemas, no row read
+        samples = sample_sources(config, rows=0 if no_sources else rows)
+    except ConfigError as exc:
+        problems += exc.problems
     if problems:
         raise ConfigError(problems)
     integrations, sources = len(config.integrations), len(config.sources)
-    click.echo(
-        f"{config_path}: valid ({integrations} integration{'s' * (integrations != 1)}, "
-        f"{sources} source{'s' * (sources != 1)})"
+    counts = f"{integrations} integration{'s' * (integrations != 1)}, {sources} source{'s' * (sources != 1)}"
+    checked = (
+        "sources not read: --no-sources"
+        if no_sources
+        else f"the first {rows:,} rows of each source mapped"
+        if rows
+        else "no row mapped: --sample-rows 0"
     )
+    failed = [s for s in samples if s.error or s.beyond_tolerance]
+    if not failed:
+        click.echo(f"{config_path}: valid ({counts}; {checked})")
+    for sample in samples:
+        what = f"{sample.integration} {sample.kind} (source {sample.source!r})"
+        if sample.error:
+            click.echo(f"{sample.error}", err=True)
+        elif sample.read == 0 and not no_sources and rows:
+            spec = config.integrations[sample.integration].courses
+            archive = sample.kind == "courses" and spec is not None and spec.archive_missing
+            _print_warnings(
+                ctx,
+                [
+                    f"{what}: the source has no rows; plan and apply send nothing from it"
+                    + (" and archive nothing (archive_missing)" if archive else "")
+                ],
+            )
+        if not sample.invalid:
+            continue
+        verdict = "beyond tolerate_invalid" if sample.beyond_tolerance else "within tolerate_invalid"
+        click.echo(f"{what}: {len(sample.invalid):,} of the first {sample.read:,} rows invalid, {verdict}:")
+        click.echo("".join(f"  {invalid_text(row)}\n" for row in sample.invalid[:SHOWN_INVALID]), nl=False)
+        if len(sample.invalid) > SHOWN_INVALID:
+            click.echo(f"  and {len(sample.invalid) - SHOWN_INVALID:,} more")
+    beyond = [f"{s.integration} {s.kind}" for s in failed if s.beyond_tolerance and not s.error]
+    if beyond:
+        click.echo(
+            f"Error: {config_path}: more invalid rows than tolerate_invalid allows in the first "
+            f"{rows:,} rows of {', '.join(beyond)}; plan and apply would exit 3",
+            err=True,
+        )
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@CONFIG_ARG
+@click.option(
+    "--integration", "integrations", multiple=True, help="Check only this integration (repeatable)."
+)
+def doctor(config_path: Path, integrations: tuple[str, ...]) -> None:
+    """Check that syncer can run: config, sources, ledger, API host, credentials, scopes, integrations.
+
+    Writes nothing anywhere. One line per check (✓ ✗ ⚠, - for skipped), each fix below it; exit 1
+    when a check failed.
+    """
+    from syncer.doctor import run_doctor
+    from syncer.report.doctor import render_doctor
+
+    report = run_doctor(config_path, integrations or None)
+    click.echo(render_doctor(report), nl=False)
+    if not report.ok:
+        sys.exit(1)
 
 
 @cli.command()
@@ -225,6 +326,11 @@ def validate(config_path: Path) -> None:
     is_flag=True,
     help="Read back what the platform holds first (as `syncer refresh`; never writes to the platform).",
 )
+@click.option(
+    "--allow-mass-archive",
+    is_flag=True,
+    help="As apply's: the plan does not exit 6 for archiving more than 10% of the live courses.",
+)
 @click.pass_obj
 def plan(
     ctx: Context,
@@ -234,8 +340,14 @@ def plan(
     integrations: tuple[str, ...],
     detailed_exitcode: bool,
     refresh_first: bool,
+    allow_mass_archive: bool,
 ) -> None:
-    """Show what apply would send: courses, statistics, archives, and the invalid rows."""
+    """Show what apply would send: courses, statistics, archives, and the invalid rows.
+
+    Exits as apply would when the plan cannot be applied cleanly: 6 the mass-archive guard, 3
+    invalid rows beyond tolerate_invalid or statistics held; else 2 with --detailed-exitcode
+    when there are changes (6 > 3 > 2 > 0).
+    """
     from syncer.config import load_config
     from syncer.ledger import Ledger
     from syncer.plan import build_plan, select_integrations
@@ -243,6 +355,7 @@ def plan(
     from syncer.report import plan_data, render_plan
 
     config = load_config(config_path)
+    _print_warnings(ctx, config.warnings)
     ledger = Ledger.open(config.ledger_url.reveal())
     try:
         if refresh_first:
@@ -254,12 +367,17 @@ def plan(
             with acquire_lock(ledger, names):
                 run_refresh(config, ledger, names, progress=progress)
         with build_plan(config, ledger, integrations=integrations or None) as computed:
+            blockers = computed.blockers(allow_mass_archive=allow_mass_archive)
+            would_exit = max((_BLOCKED_EXIT[b.reason.value] for b in blockers), default=0)
             if out is not None:
-                save_plan(out, computed, config, plan_data(computed), integrations=integrations or None)
-            click.echo(render_plan(computed, fmt), nl=False)
+                data = plan_data(computed, blockers=blockers, would_exit=would_exit)
+                save_plan(out, computed, config, data, integrations=integrations or None)
+            click.echo(render_plan(computed, fmt, blockers=blockers, would_exit=would_exit), nl=False)
             changed = computed.has_changes
     finally:
         ledger.close()
+    if would_exit:  # what apply would end with: the plan cannot be applied cleanly
+        sys.exit(would_exit)
     if detailed_exitcode and changed:
         sys.exit(2)
 
