@@ -251,6 +251,8 @@ class IntegrationSummary:
     invalid: int
     batches: Mapping[str, int]  # OperationType value -> number of bulk calls
     guard: str | None = None  # mass-archive guard violation, if any
+    # What a person should know, though nothing stops: a source that gave no rows.
+    warnings: tuple[str, ...] = ()
 
     @property
     def has_changes(self) -> bool:

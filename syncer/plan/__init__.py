@@ -21,6 +21,12 @@ from syncer.plan.build import (
     select_integrations as select_integrations,
 )
 from syncer.plan.plan import (
+    Blocker as Blocker,
+)
+from syncer.plan.plan import (
+    BlockReason as BlockReason,
+)
+from syncer.plan.plan import (
     Plan as Plan,
 )
 from syncer.plan.saved import (
@@ -71,6 +77,8 @@ __all__ = [
     "MAX_ROUNDS",
     "PARALLEL_MIN_BYTES",
     "PARALLEL_MIN_ROWS",
+    "BlockReason",
+    "Blocker",
     "Desired",
     "FileStream",
     "Plan",

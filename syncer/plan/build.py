@@ -68,6 +68,7 @@ def build_plan(
                     tolerance=spec.tolerate_invalid,
                     send_unsafe=kind is RecordKind.STAT and spec.on_unsafe_change is UnsafeChange.SEND,
                     file=FileStream(integration, kind, spec, source) if by_digest else None,
+                    source=source.name,
                 )
             )
     refreshed = {info.name for info in ledger.integration_infos() if info.refreshed_at is not None}
@@ -173,8 +174,12 @@ def plan_records(
         with ledger.translate_errors("planning"):
             analyze(conn, actions)
             conn.commit()
+            warnings = _empty_sources(desired, valid, tally)
             summaries = [
-                summarise(conn, staged, actions, name, batch_sizes or BatchSizes(), tally) for name in names
+                summarise(
+                    conn, staged, actions, name, batch_sizes or BatchSizes(), tally, warnings.get(name, ())
+                )
+                for name in names
             ]
             # Ids follow the plan's streams unless one was staged again: then sort by stream too.
             restaged = any(skim.restaged for skim in skims.values())
@@ -227,6 +232,27 @@ def plan_records(
         held_total=prediction.held,
         prediction=prediction,
     )
+
+
+def _empty_sources(
+    desired: Sequence[Desired], valid: dict[tuple[str, RecordKind], int], tally: Tally
+) -> dict[str, list[str]]:
+    """Per integration: a warning for each stream that gave no row at all (valid or invalid).
+
+    An empty source is never taken for "every course is gone": ``archive_missing`` archives
+    nothing from it (above). Say so, since a truncated export looks exactly like this.
+    """
+    out: dict[str, list[str]] = {}
+    for d in desired:
+        if valid.get((d.integration, d.kind), 0) or tally.get((d.integration, d.kind.value, INVALID), 0):
+            continue
+        what = "courses" if d.kind is RecordKind.COURSE else "statistics"
+        source = f"source {d.source!r}" if d.source else "the source"
+        message = f"{d.integration}: {source} gave no {what} (empty, header only, or every row filtered out)"
+        if d.archive_missing:
+            message += "; nothing is archived (archive_missing never archives from an empty source)"
+        out.setdefault(d.integration, []).append(message)
+    return out
 
 
 def _stage(

@@ -9,6 +9,8 @@ numbers and detail only.
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, cast
 
 import orjson
@@ -34,13 +36,30 @@ from syncer.models import (
 from syncer.plan.attempts import Prediction
 from syncer.plan.tables import OK, SENDS
 
-__all__ = ["Plan"]
+__all__ = ["BlockReason", "Blocker", "Plan"]
 
 _OP_OF_KIND = {
     RecordKind.COURSE: OperationType.IMPORT_COURSES,
     RecordKind.STAT: OperationType.IMPORT_STATS,
     RecordKind.ARCHIVE: OperationType.ARCHIVE_COURSES,
 }
+
+
+class BlockReason(StrEnum):
+    """Why apply would not end cleanly with a plan (``Plan.blockers``)."""
+
+    MASS_ARCHIVE = "mass_archive"  # the mass-archive guard refuses it
+    INVALID = "invalid_beyond_tolerance"  # more invalid rows than tolerate_invalid allows
+    HELD = "held"  # statistics held: not sent, a person must decide
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """One reason apply would stop or end in failure with this plan, with its message."""
+
+    integration: str
+    reason: BlockReason
+    message: str
 
 
 class Plan:
@@ -120,6 +139,34 @@ class Plan:
     def guard_violations(self) -> list[str]:
         """Mass-archive guard messages (apply raises GuardError unless allowed)."""
         return [s.guard for s in self.integrations if s.guard]
+
+    def blockers(self, *, allow_mass_archive: bool = False) -> list[Blocker]:
+        """What apply would stop at (the mass-archive guard, unless allowed) or end in failure for
+        (invalid rows beyond tolerance, held statistics), per integration, in that order."""
+        out: list[Blocker] = []
+        for s in self.integrations:
+            if s.guard and not allow_mass_archive:  # the guard apply checks: plan/summary.py
+                out.append(Blocker(s.name, BlockReason.MASS_ARCHIVE, s.guard))
+        for s in self.integrations:
+            if not self.invalid_tolerated(s.name):
+                rows = f"{s.invalid:,} invalid row" + ("" if s.invalid == 1 else "s")
+                out.append(
+                    Blocker(
+                        s.name,
+                        BlockReason.INVALID,
+                        f"{s.name}: {rows}, more than tolerate_invalid allows (listed below)",
+                    )
+                )
+            if s.stats.held:
+                held = f"{s.stats.held:,} statistic" + (" is" if s.stats.held == 1 else "s are")
+                out.append(
+                    Blocker(
+                        s.name,
+                        BlockReason.HELD,
+                        f"{s.name}: {held} held, a person must decide (listed below)",
+                    )
+                )
+        return out
 
     def summary(self, integration: str) -> IntegrationSummary:
         """The summary of one integration."""

@@ -46,6 +46,7 @@ class Desired:
     file: FileStream | None = None
     # Statistics whose predicted effect is unsafe are sent anyway (stats.on_unsafe_change: send).
     send_unsafe: bool = False
+    source: str = ""  # the source's name in the config, for messages
 
 
 class Inserter:

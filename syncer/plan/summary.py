@@ -68,7 +68,13 @@ def mass_archive_guard(integration: str, archives: int, live: int) -> str | None
 
 
 def summarise(
-    conn: Connection, s: Table, a: Table, name: str, sizes: BatchSizes, tally: Tally
+    conn: Connection,
+    s: Table,
+    a: Table,
+    name: str,
+    sizes: BatchSizes,
+    tally: Tally,
+    warnings: Sequence[str] = (),
 ) -> IntegrationSummary:
     by_kind: dict[str, dict[str, int]] = {RecordKind.COURSE.value: {}, RecordKind.STAT.value: {}}
     for kind, act, count in conn.execute(
@@ -102,7 +108,7 @@ def summarise(
         OperationType.ARCHIVE_COURSES.value: -(-archives // sizes.archives),
     }
     guard = mass_archive_guard(name, archives, live)
-    return IntegrationSummary(name, courses, stats, archives, live, invalid, batches, guard)
+    return IntegrationSummary(name, courses, stats, archives, live, invalid, batches, guard, tuple(warnings))
 
 
 def _counts(found: Mapping[str, int]) -> KindCounts:

@@ -6,7 +6,7 @@ saved plan keeps; markdown stays under ``MARKDOWN_LIMIT`` whatever the plan's si
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -22,7 +22,7 @@ from syncer.models import (
     KindCounts,
     UnsafeStat,
 )
-from syncer.plan import Plan
+from syncer.plan import Blocker, Plan
 from syncer.report.pieces import HELD_WHY, held_stats, invalid_text, number, unsafe_text
 
 FORMATS = ("text", "json", "markdown")
@@ -41,13 +41,17 @@ _SIGN = {
 }
 
 
-def render_plan(plan: Plan, fmt: str) -> str:
-    """The plan in one of ``FORMATS``."""
+def render_plan(plan: Plan, fmt: str, *, blockers: Sequence[Blocker] = (), would_exit: int = 0) -> str:
+    """The plan in one of ``FORMATS``.
+
+    ``blockers`` (``Plan.blockers``) and ``would_exit``, the exit code apply would end with, are
+    the CLI's verdict: shown first in text and markdown, as fields in JSON.
+    """
     if fmt == "json":
-        return render_json(plan)
+        return render_json(plan, blockers=blockers, would_exit=would_exit)
     if fmt == "markdown":
-        return render_markdown(plan)
-    return render_text(plan)
+        return render_markdown(plan, blockers=blockers, would_exit=would_exit)
+    return render_text(plan, blockers=blockers, would_exit=would_exit)
 
 
 # -- pieces -------------------------------------------------------------------------------------
@@ -133,9 +137,14 @@ _SENT_UNSAFE_TITLE = "Sent despite an unsafe effect (on_unsafe_change: send)"
 # -- text -----------------------------------------------------------------------------------------
 
 
-def render_text(plan: Plan) -> str:
-    """One summary line per integration, then capped detail."""
-    lines = [summary_line(s) for s in plan.integrations]
+def render_text(plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int = 0) -> str:
+    """What stops apply first, one summary line per integration, then capped detail."""
+    lines = []
+    if blockers:
+        lines.append(f"warning: apply would exit {would_exit} with this plan, and so does plan:")
+        lines.extend(f"warning: {b.message}" for b in blockers)
+    lines += [summary_line(s) for s in plan.integrations]
+    lines += [f"warning: {w}" for s in plan.integrations for w in s.warnings]
     lines += identity_lines(plan)
     for s in plan.integrations:
         if s.guard:
@@ -225,9 +234,18 @@ def _bounded(lines: Iterable[str], budget: int, total: int, noun: str) -> tuple[
     return out, used
 
 
-def render_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
+def render_markdown(
+    plan: Plan, *, limit: int = MARKDOWN_LIMIT, blockers: Sequence[Blocker] = (), would_exit: int = 0
+) -> str:
     """A pull-request comment: summary table, then detail in <details>; never over ``limit``."""
     head = ["### syncer plan", ""]
+    if blockers:
+        head.append(
+            f"> **Warning: `syncer apply` would exit {would_exit} with this plan** "
+            "(and so does `syncer plan`):"
+        )
+        head.extend(f"> - {_md(b.message)}" for b in blockers)
+        head.append("")
     sent_unsafe_total = plan.unsafe_total - plan.held_total
     if plan.held_total:
         head += [
@@ -253,6 +271,7 @@ def render_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
         head.append(f"| {_md(s.name)} | {courses} | {stats} | {counts} |")
     head.append("")
     head.extend(f"> **Guard:** {_md(s.guard)}" for s in plan.integrations if s.guard)
+    head.extend(f"> **Warning:** {_md(w)}" for s in plan.integrations for w in s.warnings)
     head.extend(f"> {_md(line)}" for line in identity_lines(plan))
     head.append("**No changes.**" if not plan.has_changes else f"**{number(plan.changes_total)} changes.**")
     text = "\n".join(head) + "\n"
@@ -333,12 +352,16 @@ def _counts(c: KindCounts) -> dict[str, int]:
     }
 
 
-def plan_data(plan: Plan) -> dict[str, Any]:
+def plan_data(plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int = 0) -> dict[str, Any]:
     """The plan as JSON-ready data (``format_version: 2``; see schemas/plan.schema.json)."""
     return {
         "format_version": FORMAT_VERSION,
         "ledger_generation": plan.generation,
         "has_changes": plan.has_changes,
+        "would_exit": would_exit,
+        "blocking": [
+            {"integration": b.integration, "reason": b.reason.value, "message": b.message} for b in blockers
+        ],
         "integrations": [
             {
                 "name": s.name,
@@ -349,6 +372,7 @@ def plan_data(plan: Plan) -> dict[str, Any]:
                 "invalid": s.invalid,
                 "batches": dict(s.batches),
                 "guard": s.guard,
+                "warnings": list(s.warnings),
             }
             for s in plan.integrations
         ],
@@ -397,6 +421,7 @@ def plan_data(plan: Plan) -> dict[str, Any]:
     }
 
 
-def render_json(plan: Plan) -> str:
+def render_json(plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int = 0) -> str:
     """The plan as indented JSON."""
-    return orjson.dumps(plan_data(plan), option=orjson.OPT_INDENT_2).decode() + "\n"
+    data = plan_data(plan, blockers=blockers, would_exit=would_exit)
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"

@@ -116,12 +116,18 @@ def test_an_edit_of_a_completed_attempt_is_held_in_every_format(demo: Path) -> N
     held, origins = held_now(demo)  # the demo's own overlapping attempts, never sent
     edit_seconds(demo, 2)  # learner01 completed ACME-020: resending would open a second attempt
     code, out, _ = run("plan", str(demo), "--detailed-exitcode")
-    assert code == 0  # nothing to send: a held statistic is not a change
+    assert code == 3  # nothing to send, but apply would exit 3: a person must decide
+    statistics = "statistic" if held == 0 else "statistics"
     lines = out.splitlines()
+    assert lines[:2] == [
+        "warning: apply would exit 3 with this plan, and so does plan:",
+        f"warning: acme: {held + 1} {statistics} {'is' if held == 0 else 'are'} held, a person must decide "
+        "(listed below)",
+    ]
+    lines = lines[2:]
     assert re.fullmatch(
         rf"acme: courses \+0 ~0 -0 \| stats \+0 ~0 =\d+ held {held + 1} \| invalid 5", lines[0]
     )
-    statistics = "statistic" if held == 0 else "statistics"
     assert lines[1] == (
         f"held: {held + 1} {statistics} not sent: the platform would refuse them, or their predicted "
         "effect on its attempts is unsafe; apply exits 3 (listed below)"
@@ -135,16 +141,25 @@ def test_an_edit_of_a_completed_attempt_is_held_in_every_format(demo: Path) -> N
     ) in lines[section + 1 :]
     assert len(lines) == section + 1 + held + 1  # the held statistics come last
 
-    data = json.loads(run("plan", str(demo), "--format", "json")[1])
+    code, out, _ = run("plan", str(demo), "--format", "json")
+    data = json.loads(out)
     schema = json.loads(schema_path("plan.schema.json").read_text("utf-8"))
     assert list(Draft202012Validator(schema).iter_errors(data)) == []
+    assert code == data["would_exit"] == 3
+    assert [(b["integration"], b["reason"]) for b in data["blocking"]] == [("acme", "held")]
     assert data["held_total"] == data["unsafe_total"] == data["integrations"][0]["stats"]["held"] == held + 1
     assert data["has_changes"] is False
     edited = [u for u in data["unsafe"] if u["origin"] == "stats.csv:2"]
     assert [(u["action"], u["effect"], u["held"]) for u in edited] == [("changed", "duplicate", True)]
     assert sorted(u["origin"] for u in data["unsafe"]) == sorted([*origins, "stats.csv:2"])
 
-    out = run("plan", str(demo), "--format", "markdown")[1]
+    code, out, _ = run("plan", str(demo), "--format", "markdown")
+    assert code == 3
+    assert out.startswith(
+        "### syncer plan\n\n"
+        "> **Warning: `syncer apply` would exit 3 with this plan** (and so does `syncer plan`):\n"
+        f"> - acme: {held + 1} {statistics} {'is' if held == 0 else 'are'} held, a person must decide"
+    )
     assert out.index(f"> **Warning: {held + 1} {statistics} held**") < out.index("| integration |")
     assert f"<details><summary>Held statistics ({held + 1})</summary>" in out
     assert "(stats.csv:2): _duplicate_: the attempt of learner01@acme.example" in out
@@ -200,14 +215,15 @@ def test_unknown_integration_is_a_config_error(demo: Path) -> None:
     assert err == f"Error: {demo}: no integration named nope (known: acme)\n"
 
 
-def test_ledger_failure_exits_4(demo: Path, tmp_path: Path) -> None:
+def test_ledger_folder_missing_exits_1(demo: Path, tmp_path: Path) -> None:
     text = demo.read_text("utf-8").replace(
         "version: 1\n", f"version: 1\nledger: sqlite:///{tmp_path}/no/such/dir.db\n"
     )
     demo.write_text(text, "utf-8")
     code, out, err = run("plan", str(demo))
-    assert (code, out) == (4, "")
+    assert (code, out) == (1, "")  # a person must create the folder: no rerun helps
     assert err.startswith(f"Error: ledger sqlite:///{tmp_path}/no/such/dir.db: ")
+    assert f"the folder {tmp_path}/no/such does not exist" in err
 
 
 def test_bad_config_exits_1(tmp_path: Path) -> None:
@@ -216,3 +232,86 @@ def test_bad_config_exits_1(tmp_path: Path) -> None:
     code, out, err = run("plan", str(path))
     assert (code, out) == (1, "")
     assert err.startswith(str(path))
+
+
+def keep_courses(demo: Path, count: int) -> None:
+    """Keep the header and the first ``count`` rows of courses.csv."""
+    courses = demo.parent / "demo" / "courses.csv"
+    courses.write_text("".join(courses.read_text("utf-8").splitlines(keepends=True)[: count + 1]), "utf-8")
+
+
+def break_dates(demo: Path) -> None:
+    """A date format that no statistic row matches: every statistic is invalid."""
+    text = demo.read_text("utf-8")
+    demo.write_text(
+        text.replace('{column: started, format: "%d/%m/%Y %H:%M"', '{column: started, format: "%Y"')
+    )
+
+
+def test_the_mass_archive_guard_makes_plan_exit_6_unless_allowed(demo: Path) -> None:
+    sync_everything(demo)
+    keep_courses(demo, 2)  # 18 or so of 20 live courses would be archived
+    code, out, err = run("plan", str(demo), "--detailed-exitcode")
+    assert (code, err) == (6, "")
+    lines = out.splitlines()
+    assert lines[0] == "warning: apply would exit 6 with this plan, and so does plan:"
+    assert re.fullmatch(
+        r"warning: acme: the plan archives \d+ of 20 live courses \(more than 10% and more than 5\); "
+        r"check the courses source, or pass --allow-mass-archive",
+        lines[1],
+    )
+    data = json.loads(run("plan", str(demo), "--format", "json")[1])
+    assert data["would_exit"] == 6
+    assert [(b["integration"], b["reason"]) for b in data["blocking"]] == [("acme", "mass_archive")]
+    markdown = run("plan", str(demo), "--format", "markdown")[1]
+    assert "> **Warning: `syncer apply` would exit 6 with this plan**" in markdown.splitlines()[2]
+    code, out, _ = run("plan", str(demo), "--detailed-exitcode", "--allow-mass-archive")
+    assert code == 2 and not out.startswith("warning:")  # acknowledged: changes present
+    assert run("plan", str(demo), "--allow-mass-archive")[0] == 0
+
+
+def test_invalid_rows_beyond_tolerance_make_plan_exit_3_and_the_guard_wins(demo: Path) -> None:
+    break_dates(demo)
+    code, out, _ = run("plan", str(demo), "--detailed-exitcode")
+    assert code == 3
+    assert out.splitlines()[:2] == [
+        "warning: apply would exit 3 with this plan, and so does plan:",
+        "warning: acme: 494 invalid rows, more than tolerate_invalid allows (listed below)",
+    ]
+    sync_everything(demo)
+    keep_courses(demo, 1)
+    code, out, _ = run("plan", str(demo), "--format", "json")
+    data = json.loads(out)
+    assert code == data["would_exit"] == 6  # 6 > 3 > 2 > 0
+    assert [b["reason"] for b in data["blocking"]] == ["mass_archive", "invalid_beyond_tolerance"]
+    assert run("plan", str(demo), "--allow-mass-archive")[0] == 3
+
+
+def test_an_empty_catalog_archives_nothing_and_says_why_in_every_format(demo: Path) -> None:
+    sync_everything(demo)
+    keep_courses(demo, 0)  # header only: an export that failed
+    code, out, err = run("plan", str(demo), "--detailed-exitcode")
+    assert (code, err) == (0, "")  # nothing archived, nothing sent
+    warning = (
+        "acme: source 'catalog' gave no courses (empty, header only, or every row filtered out); "
+        "nothing is archived (archive_missing never archives from an empty source)"
+    )
+    assert out.splitlines()[1] == f"warning: {warning}"
+    code, out, _ = run("plan", str(demo), "--format", "json")
+    data = json.loads(out)
+    assert data["integrations"][0]["warnings"] == [warning]
+    assert data["integrations"][0]["archives"] == 0 and data["would_exit"] == 0
+    schema = json.loads(schema_path("plan.schema.json").read_text("utf-8"))
+    assert list(Draft202012Validator(schema).iter_errors(data)) == []
+    assert f"> **Warning:** {warning}" in run("plan", str(demo), "--format", "markdown")[1]
+
+
+def test_plan_prints_the_config_warnings(demo: Path) -> None:
+    text = demo.read_text("utf-8").replace("${L360_CLIENT_SECRET:-demo-secret}", "literal-secret")
+    demo.write_text(text, "utf-8")
+    code, out, err = run("plan", str(demo))
+    assert code == 0 and "literal-secret" not in out + err
+    assert err == (
+        f"warning: {demo}:15:18: api.client_secret: the secret is written in the config; keep it in the "
+        "environment: client_secret: ${L360_CLIENT_SECRET}\n"
+    )
