@@ -101,6 +101,8 @@ async def apply_config(
                         invalid=summary.invalid,
                         held=summary.stats.held,
                     )
+                    for warning in summary.warnings:  # a source that gave no rows (plan/build.py)
+                        log.warning("%s", warning, extra={"integration": summary.name})
                 _log_unsafe(plan)
                 executor.expect_records(plan.changes_total)
                 for summary in plan.integrations:
