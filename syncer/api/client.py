@@ -391,6 +391,11 @@ class ApiClient:
                     status, resp_url = resp.status, resp.url
                     resp_headers: Mapping[str, str] = resp.headers
                     links: Mapping[str, Any] = resp.links
+        except aiohttp.InvalidURL as exc:
+            # Nothing was sent and nothing will be until the config changes: a person must act.
+            raise ApiError(
+                f"{where}: {self._base} is not a usable URL ({exc}); fix `api.base_url` in the config"
+            ) from exc
         except aiohttp.ClientConnectorError as exc:
             # The connection was never established: nothing reached the server, always safe to retry.
             raise ApiUnavailable(f"{where}: cannot connect ({type(exc).__name__})") from exc

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -311,11 +312,26 @@ def _suggest(word: str, allowed: list[str]) -> str:
 # Semantic checks: what the schema cannot say. Defensive: the data may have failed the schema.
 
 
+def _check_base_url(doc: Document, path: NodePath, url: str) -> None:
+    """An API URL the client can use: http(s), a host, a port in range (nothing is opened)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when out of range or not a number
+    except ValueError as exc:
+        doc.add(path, f"not a usable URL: {exc}")
+        return
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        doc.add(path, f"not a usable URL: {url!r} (give https://host or http://host:port)")
+
+
 def _check_semantics(doc: Document, data: dict[str, Any]) -> None:
     sources = data.get("sources") if isinstance(data.get("sources"), dict) else {}
     assert isinstance(sources, dict)
     if isinstance(data.get("ledger"), str):
         _check_url(doc, ("ledger",), data["ledger"])
+    api = data.get("api")
+    if isinstance(api, dict) and isinstance(api.get("base_url"), str):
+        _check_base_url(doc, ("api", "base_url"), api["base_url"])
     for name, src in sources.items():
         if not isinstance(src, dict):
             continue

@@ -85,7 +85,9 @@ class LedgerBase:
         """Turn SQLAlchemy errors raised inside the block into LedgerError."""
         try:
             yield
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, sqlite3.Error, UnicodeDecodeError) as exc:
+            # sqlite3's own errors and a UnicodeDecodeError escape unwrapped from the connect
+            # hook's PRAGMAs when the file's pages are damaged.
             raise ledger_error(exc, self._where, self._engine.url.database, doing) from exc
 
     def generation(self) -> int:
@@ -105,14 +107,16 @@ _PG_TRANSIENT = ("08", "40", "53", "57P01", "57P02", "57P03")
 _SQLITE_TRANSIENT = ("database is locked", "database table is locked", "busy")
 
 
-def ledger_error(exc: SQLAlchemyError, where: str, database: str | None, doing: str) -> LedgerError:
+def ledger_error(exc: Exception, where: str, database: str | None, doing: str) -> LedgerError:
     """The LedgerError for ``exc``: transient (exit 4) or needing a person (exit 1), with the fix.
 
     ``where`` is the ledger's URL with its password masked; ``database`` its SQLite file, if any.
     """
     detail = _describe(exc, where)
     prefix = f"ledger {where}: {doing} failed: {detail}"
-    orig = getattr(exc, "orig", None)
+    orig = exc if isinstance(exc, sqlite3.Error | UnicodeDecodeError) else getattr(exc, "orig", None)
+    if isinstance(orig, UnicodeDecodeError):
+        return LedgerUnusableError(f"{prefix}; {_sqlite_fix('corrupt', database)}")
     if isinstance(orig, sqlite3.Error):
         text_ = str(orig).lower()
         if any(mark in text_ for mark in _SQLITE_TRANSIENT):
