@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from syncer.errors import LedgerError
+from syncer.errors import LedgerUnusableError
 from syncer.resources import migrations_dir
 from syncer.secrets import redact_url
 
@@ -133,8 +133,9 @@ def upgrade(engine: Engine, url: str) -> None:
     if current is not None and current not in {
         s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()
     }:
-        raise LedgerError(
-            f"ledger {redact_url(url)} is at revision {current}, unknown to this syncer; upgrade syncer"
+        raise LedgerUnusableError(
+            f"ledger {redact_url(url)} is at schema revision {current}, newer than this syncer knows "
+            f"(its newest is {head}): a newer syncer wrote it; upgrade syncer (pip install -U syncer)"
         )
     if engine.dialect.name == "sqlite":
         # One transaction, taken exclusively up front: a second process starting at the same

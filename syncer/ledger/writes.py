@@ -18,7 +18,7 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from syncer.errors import LedgerError
+from syncer.errors import LedgerError, LedgerUnusableError
 from syncer.ledger.base import LedgerBase
 from syncer.ledger.schema import (
     ItemStatus,
@@ -455,4 +455,4 @@ def _upsert(dialect: str, table: Any) -> Any:
         return postgresql.insert(table)
     if dialect == "sqlite":
         return sqlite.insert(table)
-    raise LedgerError(f"unsupported ledger database: {dialect} (use SQLite or PostgreSQL)")
+    raise LedgerUnusableError(f"unsupported ledger database: {dialect} (use SQLite or PostgreSQL)")
