@@ -115,8 +115,15 @@ async def apply_config(
             for name, outcome in report.integrations.items():
                 if not outcome.failed_operations and not outcome.rejected:
                     ledger.clear_restored_drift(name)  # what the refresh found is put right
-        except (asyncio.CancelledError, InterruptedRunError):
+        except (asyncio.CancelledError, InterruptedRunError) as exc:
             await executor.cancel()
+            if not stop.is_set() and not isinstance(exc, InterruptedRunError):
+                # Cancelled by nothing we know of: say so rather than blame a signal.
+                raise SyncerError(
+                    "internal error: the run's task was cancelled without a signal; operations in "
+                    "flight are recorded and the next run resumes them. Run again with --debug and "
+                    "report it"
+                ) from exc
             raise InterruptedRunError(
                 "stopped by a signal; operations in flight are recorded and the next run resumes them"
             ) from None
