@@ -70,6 +70,8 @@ def _fault_response(rule: FaultRule, path: str) -> web.Response:
             body = {"error": {"code": "bulkOperationsConcurrencyLimitReached", "message": rule.message}}
     elif rule.status == 503:
         body = {"error": {"code": "bulkAPIDisabled", "message": rule.message}}
+    elif rule.code is not None:
+        body = {"error": {"code": rule.code, "message": rule.message}}
     else:
         body = {"error": {"code": "internalServerError", "message": rule.message}}
     return api.json_response(rule.status or 500, body, undocumented=label, headers=headers)
