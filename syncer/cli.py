@@ -192,7 +192,7 @@ _BLOCKED_EXIT = {"mass_archive": GuardError.exit_code, "invalid_beyond_tolerance
 def _print_warnings(ctx: Context | None, warnings: Iterable[object]) -> None:
     """Print warnings on stderr as ``warning: MESSAGE`` (with --log-format json: one object each).
 
-    validate, plan and apply call it with ``Config.warnings`` (``FILE:LINE:COL: message``).
+    validate, plan, apply and refresh call it with ``Config.warnings`` (``FILE:LINE:COL: message``).
     """
     for warning in warnings:
         if ctx is not None and ctx.log_format == "json":
@@ -509,6 +509,7 @@ def apply(
     from syncer.report import render_run
 
     config = load_config(config_path)
+    _print_warnings(ctx, config.warnings)
     saved = load_saved_plan(plan_file) if plan_file is not None else None
     if saved is not None:
         if integrations and tuple(integrations) != (saved.integrations or ()):
@@ -590,6 +591,7 @@ def refresh(
     from syncer.report import render_refresh
 
     config = load_config(config_path)
+    _print_warnings(ctx, config.warnings)
     progress = _progress_for(ctx)
     ledger = Ledger.open(config.ledger_url.reveal())
     try:
