@@ -131,7 +131,7 @@ def test_an_unwritable_lock_file_exits_1_naming_it_and_the_fix(tmp_path: Path) -
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     uid = os.getuid()
-    assert done.stderr == (
+    assert done.stderr.splitlines(keepends=True)[-1] == (
         f"Error: cannot create the lock file {lock_path}: permission denied; make {lock_path} writable "
         f"by the user running syncer (uid {uid}), or remove it (syncer creates it)\n"
     )
