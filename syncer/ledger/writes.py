@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -58,6 +58,10 @@ def _one_line(message: str, limit: int = 2000) -> str:
     """``message`` on one line (``status`` prints one line per run), cut at ``limit`` characters."""
     text = " / ".join(line.strip() for line in message.splitlines() if line.strip())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_ANALYZE_AFTER = 1_000
+"""Records written by one process before the PostgreSQL ledger's first ``ANALYZE records``."""
 
 
 def request_hash(op_type: OperationType, items: Sequence[Record]) -> str:
@@ -227,7 +231,25 @@ class LedgerWrites(LedgerBase):
                     for item in items
                 ],
             )
-            return op_id
+        self._keep_statistics(len(items))
+        return op_id
+
+    def _keep_statistics(self, written: int) -> None:
+        """PostgreSQL: ``ANALYZE records`` each time this process has doubled what it wrote.
+
+        A first sync fills a table the server has never analysed; without statistics its planner
+        looks a record up by key through the (integration, kind, grp) index, a scan of every
+        record of the integration per row: 10,000 results took 12 s to record instead of 0.2 s.
+        ANALYZE samples a bounded number of rows, a fraction of a second even on a large table.
+        """
+        if self.dialect != "postgresql":
+            return
+        self._written = getattr(self, "_written", 0) + written
+        if self._written < max(_ANALYZE_AFTER, 2 * getattr(self, "_analyzed_at", 0)):
+            return
+        self._analyzed_at = self._written
+        with self.translate_errors("analysing the records table"), self._engine.begin() as conn:
+            conn.execute(text("ANALYZE records"))
 
     def mark_submitted(self, op_id: int, location: str, api_id: str) -> None:
         """Record the ``Location`` and API id right after the 202."""

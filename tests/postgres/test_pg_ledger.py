@@ -183,6 +183,19 @@ def test_integrations_and_invalid_rows(pg_url: str, ledger: Ledger) -> None:
 def test_a_big_batch_round_trips(ledger: Ledger) -> None:
     items = [course(f"C{i:05}") for i in range(10_000)]  # the documented batch size
     op_id = send(ledger, OperationType.IMPORT_COURSES, items)
+    # The fresh table was analysed: a record is found by its key's unique index, not by a scan
+    # of the integration's records (recording 10,000 results took 12 s before, not 0.2 s).
+    with ledger.engine.connect() as conn:
+        explained = " ".join(
+            row[0]
+            for row in conn.execute(
+                text(
+                    "EXPLAIN UPDATE records SET status = 'synced' "
+                    "WHERE integration = 'acme' AND kind = 'course' AND key = 'C00042'"
+                )
+            )
+        )
+    assert "uq_records_integration_kind_key" in explained, explained
     ledger.record_results(op_id, OperationStatus.COMPLETED, ok(len(items)))
     assert statuses(ledger) == {(RecordKind.COURSE, RecordStatus.SYNCED): 10_000}
 
