@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from click.testing import Result
@@ -141,7 +140,8 @@ def test_missing_driver(project: Project, debug: bool) -> None:
     check(run(project, debug), 1, debug, "driver is not installed")
 
 
-def test_read_only_ledger(project: Project, tmp_path: Path) -> None:
+@DEBUG
+def test_read_only_ledger(project: Project, debug: bool) -> None:
     import os
     import shutil
     import subprocess
@@ -150,7 +150,15 @@ def test_read_only_ledger(project: Project, tmp_path: Path) -> None:
     assert project.apply().exit_code == 0
     os.chmod(project.root, 0o555)
     os.chmod(project.ledger, 0o444)
-    command = [sys.executable, "-m", "syncer", "apply", str(project.config), *POLL]
+    command = [
+        sys.executable,
+        "-m",
+        "syncer",
+        *(["--debug"] if debug else []),
+        "apply",
+        str(project.config),
+        *POLL,
+    ]
     if os.getuid() == 0:  # root writes anywhere unless it gives up the capability
         setpriv = shutil.which("setpriv")
         if setpriv is None:
@@ -163,7 +171,8 @@ def test_read_only_ledger(project: Project, tmp_path: Path) -> None:
         os.chmod(project.root, 0o755)
         os.chmod(project.ledger, 0o644)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "writable" in done.stderr and "Traceback" not in done.stderr
+    assert "writable" in done.stderr
+    assert ("Traceback (most recent call last)" in done.stderr) is debug
 
 
 # -- 4: transient only ---------------------------------------------------------------------------
@@ -174,6 +183,15 @@ def test_network_unreachable(make_project: Callable[..., Project], debug: bool) 
     project = make_project("http://127.0.0.1:9")  # discard port: nothing listens
     fast_failing(project)
     check(run(project, debug), 4, debug, "cannot connect", "gave up")
+
+
+@DEBUG
+def test_timeouts_after_the_retry_budget(project: Project, debug: bool) -> None:
+    fast_failing(project)
+    text = project.config.read_text().replace("retry_seconds: 1", "retry_seconds: 1\n  timeout_seconds: 0.2")
+    project.config.write_text(text)
+    project.sim.add_faults([{"method": "GET", "path": "/api/v2/integrations", "delay": 1.0, "count": 20}])
+    check(run(project, debug), 4, debug, "timed out", "gave up", "safe to rerun")
 
 
 @DEBUG
