@@ -157,3 +157,14 @@ class SubmissionLost(ApiUnavailable):
     """
 
     retryable = False
+
+
+def outcome_of(exc: BaseException) -> tuple[int, str]:
+    """The exit code and one-line error a run records when ``exc`` stopped it.
+
+    A SyncerError's message is scrubbed of secrets where it is raised; anything else is a bug,
+    which the CLI reports as an internal error with exit 1.
+    """
+    if isinstance(exc, SyncerError):
+        return exc.exit_code, str(exc)
+    return 1, f"{type(exc).__name__}: {exc}"

@@ -20,7 +20,7 @@ from syncer.apply.executor import Executor
 from syncer.apply.integrations import resolve_integration
 from syncer.apply.outcome import IntegrationOutcome, RunReport
 from syncer.config import Config
-from syncer.errors import GuardError, InterruptedRunError, SyncerError
+from syncer.errors import GuardError, InterruptedRunError, SyncerError, outcome_of
 from syncer.ledger import Ledger, RunStatus
 from syncer.ledger.identity import settle_renames
 from syncer.plan import Plan, build_plan, select_integrations
@@ -251,12 +251,7 @@ def run_apply(
         ledger.finish_run(run_id, RunStatus.INTERRUPTED, {}, exit_code=exc.exit_code, error=str(exc))
         raise
     except Exception as exc:
-        # A SyncerError's message is scrubbed of secrets where it is raised; anything else is a
-        # bug, which the CLI reports with exit 1.
-        if isinstance(exc, SyncerError):
-            code, error = exc.exit_code, str(exc)
-        else:
-            code, error = 1, f"{type(exc).__name__}: {exc}"
+        code, error = outcome_of(exc)
         ledger.finish_run(run_id, RunStatus.FAILED, {}, exit_code=code, error=error)
         raise
     ledger.finish_run(run_id, RunStatus.SUCCEEDED, report.summary(), exit_code=report.exit_code)

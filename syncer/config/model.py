@@ -6,13 +6,13 @@ checked YAML. Values that may hold a password are ``Secret`` (``syncer.secrets``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from syncer.errors import Problem
+from syncer.errors import ConfigError, Problem
 from syncer.secrets import Secret
 
 
@@ -223,3 +223,13 @@ class Config:
     # file, an API variable unset offline). The CLI prints them; nothing else reads them.
     warnings: tuple[Problem, ...] = ()
     sample_rows: int | None = None  # validate.sample_rows: rows of each source validate maps
+
+    def select(self, wanted: Sequence[str] | None) -> list[str]:
+        """The integrations named (all when none): unknown names are a ConfigError listing the known."""
+        if not wanted:
+            return list(self.integrations)
+        unknown = [n for n in wanted if n not in self.integrations]
+        if unknown:
+            known = ", ".join(self.integrations) or "none"
+            raise ConfigError(f"{self.path}: no integration named {', '.join(unknown)} (known: {known})")
+        return list(dict.fromkeys(wanted))

@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from syncer.doctor.checks import Check, CheckStatus
 from syncer.ledger import Base, alembic_config
+from syncer.ledger.base import describe_error
 from syncer.ledger.migrate import create_ledger_engine
 from syncer.secrets import redact_url
 
@@ -34,17 +35,6 @@ _URL_FIX = "write `ledger:` as sqlite:///PATH or postgresql+psycopg://USER:PASSW
 def _user() -> str:
     uid = os.geteuid() if hasattr(os, "geteuid") else None
     return "the user running syncer" + (f" (uid {uid})" if uid is not None else "")
-
-
-def _first_line(exc: BaseException, url: str) -> str:
-    orig = getattr(exc, "orig", None)
-    lines = str(orig if orig is not None else exc).strip().splitlines()
-    line = lines[0] if lines else type(exc).__name__
-    try:
-        password = make_url(url).password
-    except (ArgumentError, ValueError):
-        password = None
-    return line.replace(str(password), "***") if password else line
 
 
 def check_ledger(url: str) -> list[Check]:
@@ -68,7 +58,7 @@ def check_ledger(url: str) -> list[Check]:
             fix = f"pip install {exc.name or driver}, or use postgresql+psycopg:// ({fix.split(' (')[0]})"
         return [Check(LEDGER, CheckStatus.FAIL, detail, (fix,))]
     except (SQLAlchemyError, ValueError) as exc:
-        return [Check(LEDGER, CheckStatus.FAIL, f"{where}: {_first_line(exc, url)}", (_URL_FIX,))]
+        return [Check(LEDGER, CheckStatus.FAIL, f"{where}: {describe_error(exc, url)}", (_URL_FIX,))]
     try:
         if backend == "sqlite":
             return _check_sqlite(engine, parsed, where)
@@ -161,7 +151,7 @@ def _check_server(engine: Engine, url: str, where: str) -> list[Check]:
         with engine.connect() as conn:
             current = str(conn.execute(text("SELECT current_schema()")).scalar())
     except SQLAlchemyError as exc:
-        return [schema, Check(WRITABLE, CheckStatus.FAIL, f"{where}: {_first_line(exc, url)}")]
+        return [schema, Check(WRITABLE, CheckStatus.FAIL, f"{where}: {describe_error(exc, url)}")]
 
     def begin(conn: Connection) -> None:
         conn.begin()
@@ -195,7 +185,7 @@ def _check_schema(engine: Engine, url: str) -> tuple[Check, set[str] | None]:
             if "alembic_version" in tables:
                 revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except SQLAlchemyError as exc:
-        detail = f"{where}: cannot read: {_first_line(exc, url)}"
+        detail = f"{where}: cannot read: {describe_error(exc, url)}"
         lowered = detail.lower()
         if "not a database" in lowered or "malformed" in lowered:
             fix = (
@@ -247,7 +237,7 @@ def _check_write(
             finally:
                 conn.rollback()
     except SQLAlchemyError as exc:
-        line = _first_line(exc, url)
+        line = describe_error(exc, url)
         if "locked" in line.lower() or "lock timeout" in line.lower():
             detail = f"busy: another process is writing to it, so the write test could not run ({line})"
             return Check(WRITABLE, CheckStatus.WARN, detail)

@@ -49,7 +49,7 @@ class LedgerBase:
             ) from exc
         except (SQLAlchemyError, ValueError) as exc:
             raise LedgerUnusableError(
-                f"ledger {where}: cannot open: {_describe(exc, url)}; use sqlite:///PATH or "
+                f"ledger {where}: cannot open: {describe_error(exc, url)}; use sqlite:///PATH or "
                 "postgresql+psycopg://USER@HOST/DB in `ledger:`"
             ) from exc
         if engine.dialect.name not in _DIALECTS:
@@ -112,7 +112,7 @@ def ledger_error(exc: Exception, where: str, database: str | None, doing: str) -
 
     ``where`` is the ledger's URL with its password masked; ``database`` its SQLite file, if any.
     """
-    detail = _describe(exc, where)
+    detail = describe_error(exc, where)
     prefix = f"ledger {where}: {doing} failed: {detail}"
     orig = exc if isinstance(exc, sqlite3.Error | UnicodeDecodeError) else getattr(exc, "orig", None)
     if isinstance(orig, UnicodeDecodeError):
@@ -179,7 +179,7 @@ def _pg_fix(state: str) -> str:
     return "check the `ledger:` URL and the database"
 
 
-def _describe(exc: BaseException, url: str) -> str:
+def describe_error(exc: BaseException, url: str) -> str:
     """The first line of an error's message, with the password of ``url`` masked."""
     orig = getattr(exc, "orig", None)
     message = str(orig if orig is not None else exc).strip().splitlines()

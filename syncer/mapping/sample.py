@@ -57,7 +57,7 @@ def sample_sources(
     """
     if rows < 0:
         raise ValueError("rows must be 0 or more")
-    names = _selected(config, integrations)
+    names = config.select(integrations)
     streams: list[tuple[IntegrationConfig, str, ObjectConfig, Mapper]] = []
     problems: list[Problem] = []
     for name in names:
@@ -76,16 +76,6 @@ def sample_sources(
         _sample(config, integration, label, spec, mapper, rows)
         for integration, label, spec, mapper in streams
     ]
-
-
-def _selected(config: Config, wanted: Sequence[str] | None) -> list[str]:
-    if not wanted:
-        return list(config.integrations)
-    unknown = [n for n in wanted if n not in config.integrations]
-    if unknown:
-        known = ", ".join(config.integrations) or "none"
-        raise ConfigError(f"{config.path}: no integration named {', '.join(unknown)} (known: {known})")
-    return list(dict.fromkeys(wanted))
 
 
 def _sample(

@@ -17,7 +17,7 @@ from sqlalchemy import Index
 from sqlalchemy.engine import Connection
 
 from syncer.config import BatchSizes, Config, SourceKind, UnsafeChange
-from syncer.errors import ConfigError, PlanError
+from syncer.errors import PlanError
 from syncer.ledger import Ledger
 from syncer.ledger.identity import orphaned_integrations, settle_renames
 from syncer.models import RecordKind, UnsafeStat
@@ -95,13 +95,7 @@ def build_plan(
 
 def select_integrations(config: Config, wanted: Sequence[str] | None) -> list[str]:
     """The integrations to plan: all of them, or those named (unknown names are a ConfigError)."""
-    if not wanted:
-        return list(config.integrations)
-    unknown = [n for n in wanted if n not in config.integrations]
-    if unknown:
-        known = ", ".join(config.integrations) or "none"
-        raise ConfigError(f"{config.path}: no integration named {', '.join(unknown)} (known: {known})")
-    return list(dict.fromkeys(wanted))
+    return config.select(wanted)
 
 
 def plan_records(

@@ -766,7 +766,7 @@ def run_refresh(
     """``refresh_integrations`` with its own API client, recorded in the ledger as a run."""
     import asyncio
 
-    from syncer.errors import SyncerError
+    from syncer.errors import outcome_of
     from syncer.ledger import RunStatus
 
     run_id = ledger.start_run("refresh")
@@ -782,12 +782,7 @@ def run_refresh(
         ledger.finish_run(run_id, RunStatus.INTERRUPTED, {}, exit_code=1, error="interrupted (SIGINT)")
         raise
     except Exception as exc:
-        # A SyncerError's message is scrubbed of secrets where it is raised; anything else is a
-        # bug, which the CLI reports with exit 1.
-        if isinstance(exc, SyncerError):
-            code, error = exc.exit_code, str(exc)
-        else:
-            code, error = 1, f"{type(exc).__name__}: {exc}"
+        code, error = outcome_of(exc)
         ledger.finish_run(run_id, RunStatus.FAILED, {}, exit_code=code, error=error)
         raise
     ledger.finish_run(run_id, RunStatus.SUCCEEDED, report.summary(), exit_code=0)
