@@ -44,6 +44,18 @@ def fast_failing(project: Project) -> None:
 
 
 @DEBUG
+def test_config_error(project: Project, debug: bool) -> None:
+    project.config.write_text(project.config.read_text() + "bogus: 1\n")
+    check(run(project, debug), 1, debug, f"{project.config}:", "bogus")
+
+
+@DEBUG
+def test_usage_error(project: Project, debug: bool) -> None:
+    result = run(project, debug, "--integration", "nope")
+    assert result.exit_code == 1 and "no integration named nope" in result.stderr, result.stderr
+
+
+@DEBUG
 def test_credentials_refused(project: Project, monkeypatch: pytest.MonkeyPatch, debug: bool) -> None:
     monkeypatch.setenv("L360_CLIENT_SECRET", "wrong-secret")
     result = run(project, debug)
