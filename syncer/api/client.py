@@ -205,6 +205,22 @@ class ApiClient:
                     return found
             return _created(await self._call("POST", url, body=body, submission=True))
 
+    async def renew_token(self) -> None:
+        """Drop the access token and request a new one now (``syncer doctor``'s credentials check)."""
+        self._token = None
+        await self._ensure_token()
+
+    async def request(
+        self, method: str, path: str, *, params: Params | None = None, body: Any = None
+    ) -> tuple[int, Any]:
+        """One call to ``path`` under the base URL, never a submission; its status and JSON data.
+
+        For ``syncer doctor``'s probes, which look at the answer themselves: a refusal is still
+        raised as ApiError, and a failure to answer as ApiUnavailable.
+        """
+        resp = await self._call(method, f"{self._base}{path}", body=body, params=params)
+        return resp.status, resp.data
+
     async def patch_integration(self, integration_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Change some fields of an integration; returns the updated integration."""
         url = f"{self._base}{INTEGRATIONS_PATH}/{quote(integration_id, safe='')}"

@@ -123,9 +123,8 @@ class ProbeClient(ApiClient):
 
     async def check_token(self) -> Answer:
         """Request a new access token now."""
-        self._token = None
         try:
-            await self._ensure_token()
+            await self.renew_token()
         except ApiError as err:
             return Answer(err.status, err.code, message=str(err))
         return Answer(200)
@@ -135,10 +134,10 @@ class ProbeClient(ApiClient):
     ) -> Answer:
         """One request (not a submission: a probe never performs anything), its status and code."""
         try:
-            resp = await self._call(method, f"{self._base}{path}", body=body, params=params)
+            status, data = await self.request(method, path, params=params, body=body)
         except ApiError as err:
             return Answer(err.status, err.code, message=str(err))
-        return Answer(resp.status, data=resp.data)
+        return Answer(status, data=data)
 
 
 def _host(base_url: str) -> str:
