@@ -3,7 +3,7 @@
 Never ``Ledger.open``: that migrates. The engine is the one syncer would use
 (``create_ledger_engine``); a SQLite file that does not exist yet is not created (its folder is
 tried instead), and the write test is a transaction that is always rolled back: a probe table
-created, the ledger's generation set to itself, nothing committed.
+created, the ledger's state row set to itself, nothing committed.
 """
 
 from __future__ import annotations
@@ -226,14 +226,14 @@ def _check_schema(engine: Engine, url: str) -> tuple[Check, set[str] | None]:
 def _check_write(
     engine: Engine, url: str, tables: set[str], begin: Callable[[Connection], None], what: str, fix: str
 ) -> Check:
-    """A write transaction, always rolled back: a probe table, and the generation set to itself."""
+    """A write transaction, always rolled back: a probe table, and the ledger's state row set to itself."""
     try:
         with engine.connect() as conn:
             begin(conn)
             try:
                 conn.exec_driver_sql(f"CREATE TABLE {_PROBE_TABLE} (x INTEGER)")
                 if "ledger_state" in tables:
-                    conn.exec_driver_sql("UPDATE ledger_state SET generation = generation")
+                    conn.exec_driver_sql("UPDATE ledger_state SET id = id")
             finally:
                 conn.rollback()
     except SQLAlchemyError as exc:

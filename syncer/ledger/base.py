@@ -1,4 +1,4 @@
-"""The ledger's connection: opening (engine and migration), closing, the generation, and errors.
+"""The ledger's connection: opening (engine and migration), closing, the generations, and errors.
 
 ``LedgerBase`` is the root of ``Ledger`` (syncer/ledger/store.py): it holds the engine and turns
 every SQLAlchemy error into LedgerError when it may pass (server unreachable, busy, connection
@@ -13,17 +13,17 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Self
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from syncer.errors import LedgerError, LedgerUnusableError
 from syncer.ledger.migrate import create_ledger_engine, sqlite_open_lock, upgrade
-from syncer.ledger.schema import ledger_state
+from syncer.ledger.schema import generations_table
 from syncer.secrets import redact_url
 
 __all__ = ["LedgerBase"]
@@ -90,10 +90,26 @@ class LedgerBase:
             # hook's PRAGMAs when the file's pages are damaged.
             raise ledger_error(exc, self._where, self._engine.url.database, doing) from exc
 
-    def generation(self) -> int:
-        """The ledger generation: it changes whenever records or operations change."""
+    def generations(self, integrations: Iterable[str]) -> dict[str, int]:
+        """The generation of each of ``integrations`` (0 when never written): it changes whenever
+        the integration's records or operations change, and never for another integration's."""
+        names = sorted(set(integrations))
+        found: dict[str, int] = {}
+        if names:
+            t = generations_table
+            with self.translate_errors("reading the generation"), self._engine.connect() as conn:
+                query = select(t.c.integration, t.c.generation).where(t.c.integration.in_(names))
+                found = {str(name): int(value) for name, value in conn.execute(query)}
+        return {name: found.get(name, 0) for name in names}
+
+    def generation(self, integrations: Iterable[str] | None = None) -> int:
+        """The sum of the generations of ``integrations`` (of all when None): it grows whenever one
+        of them is written, as no generation ever goes down."""
+        if integrations is not None:
+            return sum(self.generations(integrations).values())
         with self.translate_errors("reading the generation"), self._engine.connect() as conn:
-            return int(conn.execute(select(ledger_state.c.generation)).scalar_one())
+            total = conn.execute(select(func.coalesce(func.sum(generations_table.c.generation), 0)))
+            return int(total.scalar_one())
 
 
 _DIALECTS = ("sqlite", "postgresql")

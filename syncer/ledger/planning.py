@@ -9,13 +9,14 @@ platform as they are (syncer/refresh).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, update
 from sqlalchemy.engine import Connection
 
-from syncer.ledger.schema import ledger_state, records
-from syncer.ledger.writes import _upsert
+from syncer.ledger.schema import records
+from syncer.ledger.writes import _upsert, bump_generations
 from syncer.models import RecordStatus
 
 __all__ = ["ADOPTED_COLUMNS", "adopt_statistics", "remember_digests"]
@@ -27,16 +28,17 @@ ADOPTED_COLUMNS = (
 """The columns of ``records`` that ``adopt_statistics``'s query gives, in its order."""
 
 
-def adopt_statistics(conn: Connection, rows: Any) -> int:
+def adopt_statistics(conn: Connection, rows: Any, integrations: Iterable[str]) -> int:
     """Record as synced the statistics a refresh found on the platform with the same content.
 
-    ``rows`` is a SELECT of ``ADOPTED_COLUMNS`` over the plan's temporary tables; a key the
+    ``rows`` is a SELECT of ``ADOPTED_COLUMNS`` over the plan's temporary tables, of the
+    statistics of ``integrations`` (their generations are bumped); a key the
     ledger already holds is left alone (the ledger's own record wins). One statement, in the
     database: nothing per row in Python. Commits on ``conn``; returns how many were recorded.
     """
     stmt = _upsert(conn.dialect.name, records).from_select(list(ADOPTED_COLUMNS), rows)
     try:
-        conn.execute(update(ledger_state).values(generation=ledger_state.c.generation + 1))
+        bump_generations(conn, integrations)
         count = conn.execute(stmt.on_conflict_do_nothing()).rowcount
         conn.commit()
     except BaseException:

@@ -27,7 +27,7 @@ from syncer.ledger.schema import (
     platform_users_table,
     records,
 )
-from syncer.ledger.writes import LedgerWrites, _now, _upsert
+from syncer.ledger.writes import LedgerWrites, _now, _upsert, bump_generations
 from syncer.models import RecordKind, RecordStatus
 
 __all__ = ["DriftInfo", "IntegrationInfo", "LedgerPlatform"]
@@ -104,7 +104,7 @@ class LedgerPlatform(LedgerWrites):
 
     def rename_integration(self, old: str, new: str) -> None:
         """Move everything recorded under ``old`` to ``new`` (a renamed key: nothing is resent)."""
-        with self._write("renaming an integration") as conn:
+        with self._write("renaming an integration", old, new) as conn:
             conn.execute(delete(integrations_table).where(integrations_table.c.name == new))
             for table in (*_BY_NAME, integrations_table):
                 column = table.c.name if table is integrations_table else table.c.integration
@@ -114,7 +114,7 @@ class LedgerPlatform(LedgerWrites):
         """Forget what was sent for an integration whose platform ``_id`` changed; return how many
         records. Its records are unsent for the new ``_id`` (courses imported again, then statistics);
         its operations stay as history."""
-        with self._write("forgetting an integration's records") as conn:
+        with self._write("forgetting an integration's records", name) as conn:
             count = conn.execute(delete(records).where(records.c.integration == name)).rowcount
             for table in (platform_courses_table, foreign_attempts_table, held_records_table):
                 conn.execute(delete(table).where(table.c.integration == name))
@@ -239,7 +239,9 @@ class LedgerPlatform(LedgerWrites):
         count = 0
         with self._write("adopting records") as conn:
             chunk: list[dict[str, Any]] = []
+            names: set[str] = set()
             for row in rows:
+                names.add(row["integration"])
                 chunk.append(
                     {
                         "status": RecordStatus.SYNCED,
@@ -259,6 +261,7 @@ class LedgerPlatform(LedgerWrites):
                     chunk = []
             if chunk:
                 count += self._adopt(conn, chunk)
+            bump_generations(conn, names)
         return count
 
     def _adopt(self, conn: Any, chunk: list[dict[str, Any]]) -> int:
@@ -287,7 +290,7 @@ class LedgerPlatform(LedgerWrites):
             records.c.kind == RecordKind.COURSE,
             records.c.key == bindparam("k"),
         )
-        with self._write("recording drift to restore") as conn:
+        with self._write("recording drift to restore", name) as conn:
             if reimport:
                 conn.execute(
                     update(records).where(*target).values(live=False, source_digest=None),

@@ -36,6 +36,7 @@ __all__ = [
     "DriftRow",
     "ForeignAttemptRow",
     "HeldRecordRow",
+    "IntegrationGenerationRow",
     "IntegrationRow",
     "InvalidRowRow",
     "ItemStatus",
@@ -50,6 +51,7 @@ __all__ = [
     "RunStatus",
     "drift_table",
     "foreign_attempts_table",
+    "generations_table",
     "held_records_table",
     "integrations_table",
     "invalid_rows_table",
@@ -110,15 +112,24 @@ class Base(DeclarativeBase):
 
 
 class LedgerState(Base):
-    """One row: the ledger generation, bumped by every write to records or operations."""
+    """One row: what the ledger knows of the platform as a whole (not per integration)."""
 
     __tablename__ = "ledger_state"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    generation: Mapped[int] = mapped_column(BigInteger, default=0)
     # When `syncer refresh --users` last listed the platform's learners: the learner check of
     # the plan is on from then (docs/refresh.md); None: never listed, the check is off.
     users_listed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IntegrationGenerationRow(Base):
+    """An integration's ledger generation, bumped by every write to its records, operations or
+    platform rows: a saved plan is stale once the generation of one of its integrations moved."""
+
+    __tablename__ = "integration_generations"
+
+    integration: Mapped[str] = mapped_column(String(255), primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger)
 
 
 class RunRow(Base):
@@ -343,6 +354,7 @@ runs = cast(Table, RunRow.__table__)
 integrations_table = cast(Table, IntegrationRow.__table__)
 invalid_rows_table = cast(Table, InvalidRowRow.__table__)
 ledger_state = cast(Table, LedgerState.__table__)
+generations_table = cast(Table, IntegrationGenerationRow.__table__)
 locks_table = cast(Table, LockRow.__table__)
 platform_courses_table = cast(Table, PlatformCourseRow.__table__)
 platform_users_table = cast(Table, PlatformUserRow.__table__)

@@ -1,7 +1,9 @@
 """Every write of the Ledger: runs, integrations, operations with their items and results, records.
 
 ``LedgerWrites`` adds them to ``LedgerBase``; ``Ledger`` (syncer/ledger/store.py) inherits them.
-Each is one transaction; those that change records or operations bump the ledger generation first.
+Each is one transaction; those that change an integration's records or operations bump that
+integration's generation first (``integration_generations``), and on SQLite take the write lock at
+once (``BEGIN IMMEDIATE``). Runs and locks belong to no integration and bump nothing.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from syncer.ledger.base import LedgerBase
 from syncer.ledger.schema import (
     ItemStatus,
     RunStatus,
+    generations_table,
     held_records_table,
     integrations_table,
     invalid_rows_table,
-    ledger_state,
     operation_items,
     operations,
     platform_courses_table,
@@ -45,7 +47,7 @@ from syncer.models import (
     dumps_canonical,
 )
 
-__all__ = ["LedgerWrites", "request_hash"]
+__all__ = ["LedgerWrites", "bump_generations", "request_hash", "take_write_lock"]
 
 _NOT_SUBMITTED = "never submitted: the run stopped before the request was sent"
 
@@ -73,15 +75,48 @@ def request_hash(op_type: OperationType, items: Sequence[Record]) -> str:
     return digest.hexdigest()
 
 
+def take_write_lock(conn: Connection) -> None:
+    """SQLite: start ``conn``'s transaction as ``BEGIN IMMEDIATE``, holding the write lock at once,
+    so that a deferred transaction never fails to upgrade its read lock halfway. A no-op on
+    PostgreSQL (row locks) and when ``conn`` is already inside a transaction of the driver."""
+    if conn.dialect.name != "sqlite":
+        return
+    driver = conn.connection.driver_connection
+    if driver is not None and not getattr(driver, "in_transaction", True):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def bump_generations(conn: Connection, integrations: Iterable[str]) -> None:
+    """Add one to the generation of each of ``integrations`` (a row is created at 1)."""
+    names = sorted(set(integrations))  # sorted: two writers lock the rows in the same order
+    if not names:
+        return
+    stmt = _upsert(conn.dialect.name, generations_table)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["integration"], set_={"generation": generations_table.c.generation + 1}
+        ),
+        [{"integration": name, "generation": 1} for name in names],
+    )
+
+
 class LedgerWrites(LedgerBase):
     """The writes of the ledger, each in one transaction."""
 
     @contextlib.contextmanager
-    def _write(self, doing: str) -> Iterator[Connection]:
-        # Bump the generation first: on SQLite this takes the write lock at once, so a
-        # deferred transaction never fails to upgrade its read lock halfway.
+    def _write(self, doing: str, *integrations: str, op_id: int | None = None) -> Iterator[Connection]:
+        """One write transaction that bumps the generation of ``integrations`` (and of the
+        integration of operation ``op_id``) first; ``bump_generations`` bumps more later."""
         with self.translate_errors(doing), self._engine.begin() as conn:
-            conn.execute(update(ledger_state).values(generation=ledger_state.c.generation + 1))
+            take_write_lock(conn)
+            names = list(integrations)
+            if op_id is not None:
+                owner = conn.execute(
+                    select(operations.c.integration).where(operations.c.id == op_id)
+                ).scalar_one_or_none()
+                if owner is not None:
+                    names.append(owner)
+            bump_generations(conn, names)
             yield conn
 
     # -- runs and integrations -------------------------------------------------------------
@@ -146,7 +181,7 @@ class LedgerWrites(LedgerBase):
     ) -> int:
         """Write a batch ahead of its submission: the operation, its items, records pending."""
         now = _now()
-        with self._write("preparing an operation") as conn:
+        with self._write("preparing an operation", integration) as conn:
             op_id = int(
                 conn.execute(
                     insert(operations).values(
@@ -253,7 +288,7 @@ class LedgerWrites(LedgerBase):
 
     def mark_submitted(self, op_id: int, location: str, api_id: str) -> None:
         """Record the ``Location`` and API id right after the 202."""
-        with self._write("recording a submission") as conn:
+        with self._write("recording a submission", op_id=op_id) as conn:
             conn.execute(
                 update(operations)
                 .where(operations.c.id == op_id, operations.c.status == OperationStatus.PREPARED)
@@ -271,7 +306,7 @@ class LedgerWrites(LedgerBase):
         """Record a non-terminal status seen while polling (terminal ones go through record_results)."""
         if status.finished:
             raise ValueError("use record_results for a finished operation")
-        with self._write("updating an operation") as conn:
+        with self._write("updating an operation", op_id=op_id) as conn:
             conn.execute(
                 update(operations)
                 .where(
@@ -292,7 +327,7 @@ class LedgerWrites(LedgerBase):
         if not final_status.finished:
             raise ValueError(f"{final_status} is not a final status")
         now = _now()
-        with self._write("recording results") as conn:
+        with self._write("recording results", op_id=op_id) as conn:
             op = conn.execute(select(operations).where(operations.c.id == op_id)).mappings().one_or_none()
             if op is None:
                 raise LedgerError(f"ledger {self._where}: operation {op_id} does not exist")
@@ -408,7 +443,7 @@ class LedgerWrites(LedgerBase):
 
     def abandon_operation(self, op_id: int) -> None:
         """Close a prepared operation found never submitted; its records stay pending (resent)."""
-        with self._write("abandoning an operation") as conn:
+        with self._write("abandoning an operation", op_id=op_id) as conn:
             done = conn.execute(
                 update(operations)
                 .where(operations.c.id == op_id, operations.c.status == OperationStatus.PREPARED)

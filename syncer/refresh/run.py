@@ -628,7 +628,7 @@ class _Refresh:
             .select_from(joined)
             .where(where)
         )  # fmt: skip
-        return adopt_statistics(self.conn, rows)
+        return adopt_statistics(self.conn, rows, [self.name])
 
     def _differing(self) -> Iterator[dict[str, Any]]:
         """Statistics the platform holds with other values: recorded with the platform's values,
