@@ -116,7 +116,7 @@ def plan_records(
             names.append(d.integration)
     plan_id = uuid.uuid4().hex
     staged, actions = staging_tables(plan_id)
-    generation = ledger.generation()
+    generations = ledger.generations(names)
     with ledger.translate_errors("planning"):
         conn = ledger.engine.connect()
     try:
@@ -212,7 +212,8 @@ def plan_records(
         staged=staged,
         actions=actions,
         plan_id=plan_id,
-        generation=generation,
+        generation=sum(generations.values()),
+        generations=generations,
         summaries=summaries,
         changes=changes,
         invalid_rows=invalid,

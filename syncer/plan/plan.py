@@ -75,6 +75,7 @@ class Plan:
         plan_id: str,
         generation: int,
         summaries: Sequence[IntegrationSummary],
+        generations: Mapping[str, int] | None = None,
         changes: Sequence[Change] = (),
         invalid_rows: Sequence[InvalidRow] = (),
         invalid_total: int = 0,
@@ -99,6 +100,9 @@ class Plan:
         self._actions = actions
         self.plan_id = plan_id
         self.generation = generation
+        # Per integration of the plan: the ledger generation it was computed from (a saved plan
+        # is stale once one of them moved); ``generation`` is their sum.
+        self.generations: dict[str, int] = dict(generations or {})
         self.integrations = tuple(summaries)
         self.changes = tuple(changes)
         self.invalid_rows = tuple(invalid_rows)

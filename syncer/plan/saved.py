@@ -1,8 +1,8 @@
 """Plan files (``syncer plan --out``): what a plan was computed from, so that a stale one is refused.
 
-A saved plan records the config digest, the ledger generation and a hash of each source it
-read; ``syncer apply PLANFILE`` checks them all, then plans again (the plan is deterministic)
-and executes.
+A saved plan records the config digest, the ledger generation of each of its integrations and a
+hash of each source it read; ``syncer apply PLANFILE`` checks them all, then plans again (the plan
+is deterministic) and executes. Writes for another integration leave a plan valid.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from syncer.sources import load_rows
 
 __all__ = ["SavedPlan", "check_saved_plan", "fingerprint_source", "load_saved_plan", "save_plan"]
 
-SAVED_PLAN_VERSION = 1
+SAVED_PLAN_VERSION = 2
+"""2: a ledger generation per integration (``ledger_generations``); 1 had one for the whole ledger."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class SavedPlan:
 
     path: Path
     config_digest: str
-    ledger_generation: int
+    ledger_generations: Mapping[str, int]
     sources: Mapping[str, str]
     integrations: tuple[str, ...] | None
     retry_rejected: bool
@@ -93,7 +94,7 @@ def save_plan(
         "format_version": SAVED_PLAN_VERSION,
         "config": str(config.path),
         "config_digest": _config_digest(config),
-        "ledger_generation": plan.generation,
+        "ledger_generations": {name: plan.generations.get(name, 0) for name in names},
         "sources": {name: fingerprint_source(config.sources[name]) for name in _used_sources(config, names)},
         "integrations": list(integrations) if integrations else None,
         "retry_rejected": plan.retry_rejected,
@@ -114,13 +115,18 @@ def load_saved_plan(path: Path) -> SavedPlan:
     except orjson.JSONDecodeError as exc:
         raise PlanError(f"{path}: not a plan file (invalid JSON: {exc})") from exc
     try:
+        if data["format_version"] == 1:
+            raise PlanError(
+                f"{path}: plan format 1 was written by an older syncer (one ledger generation for "
+                "every integration); run syncer plan again"
+            )
         if data["format_version"] != SAVED_PLAN_VERSION:
             raise PlanError(f"{path}: plan format {data['format_version']} is not supported; plan again")
         names = data["integrations"]
         return SavedPlan(
             path=path,
             config_digest=str(data["config_digest"]),
-            ledger_generation=int(data["ledger_generation"]),
+            ledger_generations={str(k): int(v) for k, v in data["ledger_generations"].items()},
             sources={str(k): str(v) for k, v in data["sources"].items()},
             integrations=None if names is None else tuple(str(n) for n in names),
             retry_rejected=bool(data["retry_rejected"]),
@@ -135,9 +141,12 @@ def check_saved_plan(saved: SavedPlan, config: Config, ledger: Ledger) -> None:
     again = "run syncer plan again"
     if saved.config_digest != _config_digest(config):
         raise PlanError(f"{saved.path}: the config changed since the plan was made; {again}")
-    generation = ledger.generation()
-    if generation != saved.ledger_generation:
-        raise PlanError(f"{saved.path}: the ledger changed since the plan was made; {again}")
+    now = ledger.generations(saved.ledger_generations)
+    for name, generation in saved.ledger_generations.items():
+        if now[name] != generation:
+            raise PlanError(
+                f"{saved.path}: the ledger changed for integration {name!r} since the plan was made; {again}"
+            )
     for name, fingerprint in saved.sources.items():
         source = config.sources.get(name)
         if source is None or fingerprint_source(source) != fingerprint:

@@ -357,6 +357,7 @@ def plan_data(plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int =
     return {
         "format_version": FORMAT_VERSION,
         "ledger_generation": plan.generation,
+        "ledger_generations": dict(plan.generations),
         "has_changes": plan.has_changes,
         "would_exit": would_exit,
         "blocking": [

@@ -442,8 +442,8 @@ def plan_case(content: object, *expect: str, setup: Setup | None = None) -> Case
 
 
 PLAN = (
-    '{"format_version": 1, "config": "x", "config_digest": "d", "ledger_generation": 0, "sources": {},'
-    ' "integrations": null, "retry_rejected": false, "plan": {}}'
+    '{"format_version": 2, "config": "x", "config_digest": "d", "ledger_generations": {"a": 0},'
+    ' "sources": {}, "integrations": null, "retry_rejected": false, "plan": {}}'
 )
 
 
@@ -465,18 +465,21 @@ SAVED_PLANS: dict[str, Case] = {
     "plan-file-truncated-json": plan_case(PLAN[:60]),
     "plan-file-a-json-list": plan_case("[1, 2, 3]"),
     "plan-file-a-json-string": plan_case('"plan"'),
-    "plan-file-wrong-version": plan_case(PLAN.replace('"format_version": 1', '"format_version": 99'), "99"),
-    "plan-file-version-a-string": plan_case(PLAN.replace('"format_version": 1', '"format_version": "one"')),
-    "plan-file-missing-keys": plan_case('{"format_version": 1}'),
+    "plan-file-wrong-version": plan_case(PLAN.replace('"format_version": 2', '"format_version": 99'), "99"),
+    "plan-file-version-a-string": plan_case(PLAN.replace('"format_version": 2', '"format_version": "one"')),
+    "plan-file-missing-keys": plan_case('{"format_version": 2}'),
+    "plan-file-format-1": plan_case(
+        PLAN.replace('"format_version": 2', '"format_version": 1'), "older syncer"
+    ),
     "plan-file-sources-a-list": plan_case(PLAN.replace('"sources": {}', '"sources": [1]')),
     "plan-file-generation-a-word": plan_case(
-        PLAN.replace('"ledger_generation": 0', '"ledger_generation": "x"')
+        PLAN.replace('"ledger_generations": {"a": 0}', '"ledger_generations": {"a": "x"}')
     ),
     "plan-file-integrations-a-number": plan_case(PLAN.replace('"integrations": null', '"integrations": 5')),
     "plan-file-stale-digest": plan_case(PLAN, "config changed"),
     "plan-file-of-another-config": plan_case(None, "config changed", setup=_plan_of_another_config),
     "plan-file-huge-integer": plan_case(
-        PLAN.replace('"ledger_generation": 0', '"ledger_generation": 1' + "0" * 400)
+        PLAN.replace('"ledger_generations": {"a": 0}', '"ledger_generations": {"a": 1' + "0" * 400 + "}")
     ),
 }
 

@@ -195,7 +195,8 @@ def test_saved_plan_is_refused_once_the_ledger_or_a_source_changed(demo: Path, t
         check_saved_plan(saved, config, ledger)
         ledger.prepare_operation(None, "acme", OperationType.IMPORT_COURSES, [])
         with pytest.raises(
-            PlanError, match="the ledger changed since the plan was made; run syncer plan again"
+            PlanError,
+            match="the ledger changed for integration 'acme' since the plan was made; run syncer plan again",
         ):
             check_saved_plan(saved, config, ledger)
     finally:

@@ -276,3 +276,32 @@ def test_runners_on_one_integration_never_interleave(
     ops = operations(pg_admin, pg_schema)
     assert {o.run_id for o in ops} == {one.id}  # the second found everything sent: nothing twice
     assert len(ops) == 1
+
+
+def test_saved_plan_is_stale_only_for_its_own_integration(
+    courses_config: Path, pg_url: str, platform: SimulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each integration has its own ledger generation: an apply of beta leaves alpha's plan valid;
+    a write for alpha makes it stale."""
+    monkeypatch.setenv("SYNCER_E2E_SECRET", "demo-secret")
+    run = CliRunner().invoke
+    fast = ("--poll-seconds", "0.01")
+    planfile = courses_config.with_name("alpha.plan.json")
+    made = run(cli, ["plan", str(courses_config), "--integration", "alpha", "--out", str(planfile)])
+    assert made.exit_code == 0, made.stderr
+    beta = run(cli, ["apply", str(courses_config), "--integration", "beta", *fast])
+    assert beta.exit_code == 0, beta.stderr
+    alpha = run(cli, ["apply", str(courses_config), str(planfile), *fast])
+    assert alpha.exit_code == 0, alpha.stderr
+    assert courses_on_platform(platform)["alpha"] == [f"ALPHA-{n}" for n in range(1, COURSES + 1)]
+
+    made = run(cli, ["plan", str(courses_config), "--integration", "alpha", "--out", str(planfile)])
+    assert made.exit_code == 0, made.stderr
+    ledger = Ledger.open(pg_url)
+    try:
+        ledger.restore_courses("alpha", resend=["ALPHA-1"])  # a write for alpha
+    finally:
+        ledger.close()
+    refused = run(cli, ["apply", str(courses_config), str(planfile), *fast])
+    assert refused.exit_code == 1
+    assert "the ledger changed for integration 'alpha' since the plan was made" in refused.stderr
