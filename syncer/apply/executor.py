@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from syncer.api.bulk import PollPolicy, fetch_item_results, find_submitted_operation, wait_for_operation
 from syncer.api.client import ApiClient, operation_id
+from syncer.apply.governor import Governor
 from syncer.apply.outcome import IntegrationOutcome, RunReport
 from syncer.errors import ApiError, InterruptedRunError, SubmissionLost, SyncerError
 from syncer.ledger import Ledger, OperationInfo
@@ -58,6 +59,7 @@ class _Prepared:
     op_id: int
     op_type: OperationType
     payloads: Sequence[Mapping[str, Any]]
+    integration: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,10 @@ class _Finished:
 class Executor:
     """Keeps up to ``slots`` operations unfinished on the server, with the next batches ready.
 
-    Three kinds of work overlap, and the write-ahead order of product.md §5 holds throughout:
+    Three kinds of work overlap, and the write-ahead order of product.md §5 holds throughout.
+    Several integrations' streams of batches (``run_batches``, run together) share the slots,
+    taking them in turn; each keeps its own order (courses complete before its statistics,
+    archives last) by waiting for its own operations only:
 
     - the ledger thread (one worker, so apply's writes come from one thread and keep their
       order) reads the plan's next batch and records it as prepared while operations run;
@@ -98,8 +103,12 @@ class Executor:
         stop: asyncio.Event,
         ahead: int = 2,
         settle: float = 0.0,
+        governor: Governor | None = None,
     ) -> None:
         self._client = client
+        # The platform's slots and write rate, shared with its other runners (apply/governor.py).
+        self._governor = governor or Governor(None, slots)
+        self._governor.bind(client)
         self._ledger = ledger
         self._run_id = run_id
         self._report = report
@@ -111,7 +120,9 @@ class Executor:
         self._stop = stop
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="syncer-ledger")
         self._followers: set[asyncio.Task[None]] = set()
-        self._producer: asyncio.Task[None] | None = None
+        self._following: dict[str, set[asyncio.Task[None]]] = {}  # the followers of each integration
+        self._producers: dict[str, asyncio.Task[None]] = {}  # each stream's batches written ahead
+        self._turn = asyncio.Lock()  # streams take a free slot one at a time, first come first served
         self._held: dict[int, _Prepared] = {}  # prepared, not handed to the API: abandoned on stop
         self._unfinished = 0  # submitted, final status not seen yet: what the server counts
         self._submitting = False  # a free slot is being filled: followers let it go first
@@ -153,7 +164,7 @@ class Executor:
                 continue
             op_id = self._ledger.prepare_operation(self._run_id, integration, op_type, records)
             payloads = [r.payload if isinstance(r.payload, dict) else dict(r.payload) for r in records]
-            prepared = _Prepared(op_id, op_type, payloads)
+            prepared = _Prepared(op_id, op_type, payloads, integration)
             self._held[op_id] = prepared
             _crash_point("after_prepare")
             return prepared
@@ -176,6 +187,8 @@ class Executor:
     def _done(self, future: asyncio.Future[Any]) -> None:
         if isinstance(future, asyncio.Task):
             self._followers.discard(future)
+            for tasks in self._following.values():
+                tasks.discard(future)
         if not future.cancelled() and future.exception() is not None and self._failure is None:
             self._failure = future.exception()
         self._changed.set()
@@ -190,10 +203,11 @@ class Executor:
             self._changed.clear()
             await self._changed.wait()
 
-    async def _wait_for_slot(self) -> None:
+    async def _wait_for_slot(self, *, look: bool = True) -> None:
         await self._wait_until(
             lambda: self._unfinished < self._slots and len(self._followers) < 2 * self._slots
         )
+        await self._governor.acquire(look=look)  # held until the operation is seen finished
 
     async def _take(
         self, ready: asyncio.Queue[_Prepared | None], producer: asyncio.Task[None]
@@ -210,15 +224,16 @@ class Executor:
     async def run_batches(
         self, integration: str, api_id: str, batches: Iterable[tuple[OperationType, list[Record]]]
     ) -> None:
-        """Submit every batch in order; a change of operation type waits for the previous ones."""
+        """Submit every batch of one integration in order; a change of operation type waits for
+        the integration's own operations (other integrations' streams keep the slots busy)."""
         ready: asyncio.Queue[_Prepared | None] = asyncio.Queue(self._ahead)
         producer = asyncio.create_task(self._prepare_ahead(integration, iter(batches), ready))
-        self._producer = producer
+        self._producers[integration] = producer
         current: OperationType | None = None
         try:
             while (prepared := await self._take(ready, producer)) is not None:
                 if current is not None and prepared.op_type is not current:
-                    await self.drain()  # courses completed before statistics, archives last
+                    await self._drain(integration)  # courses completed before statistics, archives last
                     if (
                         current is OperationType.IMPORT_COURSES
                         and self._outcome(integration).failed_operations
@@ -229,33 +244,43 @@ class Executor:
                         await self._abandon_held(integration)
                         return
                 current = prepared.op_type
-                await self._wait_for_slot()
-                self._submitting = True
-                try:
-                    if self._stop.is_set():
-                        raise InterruptedRunError(
-                            "stopped by a signal; operations in flight are resumed by the next run"
-                        )
-                    await self._submit(integration, api_id, prepared)
-                finally:
-                    self._submitting = False
-                    self._changed.set()
+                async with self._turn:  # the integrations' streams take the free slots in turn
+                    await self._wait_for_slot()
+                    self._submitting = True
+                    try:
+                        if self._stop.is_set():
+                            raise InterruptedRunError(
+                                "stopped by a signal; operations in flight are resumed by the next run"
+                            )
+                        await self._submit(integration, api_id, prepared)
+                    finally:
+                        self._submitting = False
+                        self._changed.set()
             await producer
         finally:
             if not producer.done():
                 producer.cancel()
                 await asyncio.gather(producer, return_exceptions=True)
-            self._producer = None
-        await self.drain()
+            self._producers.pop(integration, None)
+        await self._drain(integration)
+
+    async def _drain(self, integration: str) -> None:
+        """Wait for the integration's operations in flight to end and be recorded."""
+        await self._wait_until(lambda: not self._following.get(integration))
+        await self._in_ledger(lambda: None)  # every queued ledger write is done
+        if self._failure is not None:
+            raise self._failure
 
     async def _abandon_held(self, integration: str) -> None:
-        """Close the batches prepared but never sent; their records stay pending."""
-        if self._producer is not None and not self._producer.done():
-            self._producer.cancel()
-            await asyncio.gather(self._producer, return_exceptions=True)
-        for op_id in list(self._held):
-            await self._in_ledger(self._ledger.abandon_operation, op_id)
-            self._held.pop(op_id, None)
+        """Close the integration's batches prepared but never sent; their records stay pending."""
+        producer = self._producers.pop(integration, None)
+        if producer is not None and not producer.done():
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+        for op_id, prepared in list(self._held.items()):
+            if prepared.integration == integration:
+                await self._in_ledger(self._ledger.abandon_operation, op_id)
+                self._held.pop(op_id, None)
         self._outcome(integration).messages.append(
             "statistics and archives not sent: a course import ended in error; the next run sends them"
         )
@@ -283,6 +308,7 @@ class Executor:
             location = found or await self._client.submit_bulk(op_type, api_id, payloads)
         except ApiError:
             # Refused or unreachable: nothing was accepted. Records stay pending for the next run.
+            self._governor.release()
             await self._in_ledger(self._ledger.abandon_operation, op_id)
             raise
         _crash_point("after_submit")
@@ -308,6 +334,7 @@ class Executor:
     ) -> None:
         task = asyncio.create_task(self._track(op_id, integration, location, payloads))
         self._followers.add(task)
+        self._following.setdefault(integration, set()).add(task)
         task.add_done_callback(self._done)
 
     async def _track(
@@ -315,6 +342,7 @@ class Executor:
     ) -> None:
         final = await self._wait_end(location, len(payloads))
         self._unfinished -= 1  # the server's slot is free: the next batch may go now
+        self._governor.release()
         self._changed.set()
         # Let the submission that fills the slot reach the server before this operation's
         # results are requested: both queue on the same server and the same event loop.
@@ -398,7 +426,7 @@ class Executor:
                 return
             await self._in_ledger(self._ledger.mark_submitted, op.id, location, operation_id(location))
             event(f"adopted a lost submission as {operation_id(location)}", integration=op.integration)
-        await self._wait_for_slot()
+        await self._wait_for_slot(look=False)  # already on the platform: it counts there
         self._report.resumed += 1
         self._unfinished += 1
         self._report.peak_in_flight = max(self._report.peak_in_flight, self._unfinished)
@@ -410,6 +438,7 @@ class Executor:
             await self.drain()
         finally:
             self._writer.shutdown(wait=True)
+            await self._governor.close()
 
     async def cancel(self) -> None:
         """Stop following; what is in flight stays in the ledger for the next run.
@@ -418,11 +447,12 @@ class Executor:
         and the next plan sends them); a submission under way stays prepared, and the next run
         looks for it on the platform before sending it again.
         """
-        tasks = [*self._followers, *([self._producer] if self._producer else [])]
+        tasks = [*self._followers, *self._producers.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._followers.clear()
+        await self._governor.close()  # this run's slots go to the platform's other runners
         self._writer.shutdown(wait=True)  # the write under way finishes; nothing else starts
         for op_id in list(self._held):
             with contextlib.suppress(SyncerError):

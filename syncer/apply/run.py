@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from syncer.api.bulk import PollPolicy
 from syncer.api.client import ApiClient
 from syncer.apply.executor import Executor
+from syncer.apply.governor import Governor
 from syncer.apply.integrations import resolve_integration
 from syncer.apply.outcome import IntegrationOutcome, RunReport
 from syncer.config import Config
@@ -70,6 +72,7 @@ async def apply_config(
             # A lost submission is sent again only once the platform had as long again as one
             # request may take to show it in its operations list.
             settle=config.api.timeout_seconds,
+            governor=Governor.open(ledger, config.api),  # limits shared with the platform's runners
         )
         try:
             for op in ledger.unfinished_operations():
@@ -105,12 +108,15 @@ async def apply_config(
                         log.warning("%s", warning, extra={"integration": summary.name})
                 _log_unsafe(plan)
                 executor.expect_records(plan.changes_total)
+                streams = []
                 for summary in plan.integrations:
                     # Resolved even with nothing to send: a given id is checked and a declared
                     # integration's settings are patched when the config changed only them.
                     api_id = await resolve_integration(client, ledger, config.integrations[summary.name])
                     if summary.has_changes:
-                        await executor.run_batches(summary.name, api_id, plan.batches(summary.name))
+                        streams.append(executor.run_batches(summary.name, api_id, plan.batches(summary.name)))
+                # The integrations' streams run together and share the slots; each keeps its order.
+                await _together(streams)
             await executor.close()
             for name, outcome in report.integrations.items():
                 if not outcome.failed_operations and not outcome.rejected:
@@ -131,6 +137,22 @@ async def apply_config(
             await executor.cancel()
             raise
     return report
+
+
+async def _together(streams: Sequence[Coroutine[Any, Any, None]]) -> None:
+    """Run ``streams`` concurrently; the first to fail cancels the others and its error is raised."""
+    tasks = [asyncio.create_task(stream) for stream in streams]
+    if not tasks:
+        return
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception()), None)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if failed is not None:
+        raise failed.exception()  # type: ignore[misc]
 
 
 async def refresh_unknown(

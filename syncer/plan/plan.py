@@ -193,6 +193,12 @@ class Plan:
     def _chunks(
         self, integration: str, kind: RecordKind, size: int
     ) -> Iterator[tuple[OperationType, list[Record]]]:
+        """The batches of one kind; a small tail is merged into the batch before it (``merge_tail``)."""
+        yield from merge_tail(self._cut(integration, kind, size), size, _API_MAXIMUM[kind])
+
+    def _cut(
+        self, integration: str, kind: RecordKind, size: int
+    ) -> Iterator[tuple[OperationType, list[Record]]]:
         op_type = _OP_OF_KIND[kind]
         batch: list[Record] = []
         pair: list[Record] = []
@@ -293,6 +299,50 @@ class Plan:
 
     def __exit__(self, *exc: object) -> None:
         self.discard()
+
+
+_API_MAXIMUM = {
+    RecordKind.COURSE: BatchSizes().courses,
+    RecordKind.STAT: BatchSizes().stats,
+    RecordKind.ARCHIVE: BatchSizes().archives,
+}
+"""The API's documented items per bulk call: a merged tail never goes beyond them."""
+
+_SMALL_TAIL = 100
+"""A last batch of at most ``size // _SMALL_TAIL`` items (1% of a batch) is a small tail."""
+
+
+def merge_tail(
+    batches: Iterator[tuple[OperationType, list[Record]]], size: int, maximum: int
+) -> Iterator[tuple[OperationType, list[Record]]]:
+    """Yield ``batches`` one behind, and the last one appended to the one before when it is a small
+    tail (at most 1% of ``size``) and both fit in ``maximum`` together: one operation less, each
+    holding a slot for a fixed time whatever its size.
+
+    Both are of one type and one integration, consecutive in plan order, and the tail is appended
+    after the batch in that order: a (course, learner) pair split across them comes back together,
+    its statistics still in ``firstActivityAt`` order (product.md §4).
+    """
+    small = size // _SMALL_TAIL
+    pending: list[tuple[OperationType, list[Record]]] = []  # not yet yielded, at most the last two
+
+    def final(first: list[Record], second: list[Record] | None) -> bool:
+        # ``first`` can no longer take a tail: none fits in it, or the next batch is not one.
+        if small == 0 or len(first) >= maximum:
+            return True
+        return second is not None and (len(second) > small or len(first) + len(second) > maximum)
+
+    for batch in batches:
+        pending.append(batch)
+        while pending and (
+            len(pending) > 2 or final(pending[0][1], pending[1][1] if len(pending) == 2 else None)
+        ):
+            yield pending.pop(0)
+    if len(pending) == 2:  # the last batch is a small tail that fits in the one before
+        (op_type, before), (_, tail) = pending
+        yield op_type, before + tail
+        return
+    yield from pending
 
 
 def _add_pair(

@@ -251,3 +251,55 @@ def test_plan_reads_records_but_does_not_change_them(ledger: Ledger) -> None:
         assert conn.execute(text("SELECT * FROM records ORDER BY id")).all() == before
     with pytest.raises(PlanError, match="holds no staged records"):
         list(plan.batches("acme"))
+
+
+def _batches(*sizes: int) -> Iterator[tuple[OperationType, list[Record]]]:
+    n = 0
+    for size in sizes:
+        yield OperationType.IMPORT_STATS, [course(str(n + i)) for i in range(size)]
+        n += size
+
+
+@pytest.mark.parametrize(
+    ("sizes", "size", "maximum", "expected"),
+    [
+        ((200, 1), 200, 10_000, [201]),
+        ((200, 200, 2), 200, 10_000, [200, 202]),
+        ((200, 3), 200, 10_000, [200, 3]),  # 3 > 1% of 200: not a small tail
+        ((10_000, 1), 10_000, 10_000, [10_000, 1]),  # never beyond the API's maximum
+        ((9_950, 50), 10_000, 10_000, [10_000]),  # a pair flushed early leaves room
+        ((4, 1), 4, 10_000, [4, 1]),  # batches under 100: no tail is small
+        ((200,), 200, 10_000, [200]),
+        ((), 200, 10_000, []),
+    ],
+    ids=[
+        "one-item-tail",
+        "after-several",
+        "not-small",
+        "at-maximum",
+        "room-left",
+        "tiny-size",
+        "one",
+        "none",
+    ],
+)
+def test_a_small_tail_is_merged_into_the_batch_before(
+    sizes: tuple[int, ...], size: int, maximum: int, expected: list[int]
+) -> None:
+    from syncer.plan.plan import merge_tail
+
+    merged = list(merge_tail(_batches(*sizes), size, maximum))
+    assert [len(b) for _, b in merged] == expected
+    keys = [r.key for _, b in merged for r in b]
+    assert keys == [str(n) for n in range(sum(sizes))]  # nothing lost, nothing reordered
+
+
+def test_a_tail_merged_back_keeps_its_pair_in_order(ledger: Ledger) -> None:
+    # One pair of 201 statistics with batches of 200: cut [200, 1], sent as one call, in order.
+    days = [(m, d) for m in range(1, 10) for d in range(1, 29)][:201]
+    pair = [stat("a", "u@x", f"2025-{m:02}-{d:02}", f"2025-{m:02}-{d:02}T12") for m, d in reversed(days)]
+    with make_plan(ledger, None, pair, sizes=BatchSizes(stats=200)) as plan:
+        batches = [b for _, b in plan.batches("acme")]
+    assert [len(b) for b in batches] == [201]
+    orders = [r.order for r in batches[0]]
+    assert orders == sorted(orders) and len(set(orders)) == 201
