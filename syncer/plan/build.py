@@ -24,6 +24,7 @@ from syncer.models import RecordKind, UnsafeStat
 from syncer.plan.attempts import Preflight, predict
 from syncer.plan.compare import classify, resolve_duplicates
 from syncer.plan.plan import Plan
+from syncer.plan.query import QueryStream, in_ledger
 from syncer.plan.skim import Skim, settle_duplicates, skim_file
 from syncer.plan.stage import Desired, Inserter, stage_all, stage_archives, stage_items
 from syncer.plan.streams import FileStream, stage_runs
@@ -59,15 +60,18 @@ def build_plan(
                 continue
             source = config.sources[spec.source]
             by_digest = source.kind is not SourceKind.SQL
+            # A query on the ledger's own database: digested and looked up on the server.
+            on_server = in_ledger(source, config.ledger_url.reveal())
+            stream = QueryStream(integration, kind, spec, source) if on_server else None
             desired.append(
                 Desired(
                     name,
                     kind,
-                    () if by_digest else stage_runs(integration, kind, spec, source),
+                    () if by_digest or on_server else stage_runs(integration, kind, spec, source),
                     archive_missing=spec.archive_missing and kind is RecordKind.COURSE,
                     tolerance=spec.tolerate_invalid,
                     send_unsafe=kind is RecordKind.STAT and spec.on_unsafe_change is UnsafeChange.SEND,
-                    file=FileStream(integration, kind, spec, source) if by_digest else None,
+                    file=FileStream(integration, kind, spec, source) if by_digest else stream,
                     source=source.name,
                 )
             )

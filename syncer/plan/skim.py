@@ -20,9 +20,10 @@ from sqlalchemy.exc import IntegrityError
 
 from syncer.ledger import Ledger, records
 from syncer.models import RecordKind, RecordStatus
+from syncer.plan.query import QueryStream
 from syncer.plan.stage import Desired, Inserter, copy_rows, copy_sql, stage_items
 from syncer.plan.streams import Selection
-from syncer.plan.tables import ALSO_MAPPED, INVALID, OK, Tally, analyze, digest_table
+from syncer.plan.tables import ALSO_MAPPED, COUNTED, INVALID, OK, Tally, analyze, digest_table
 from syncer.sources.digest import Unscannable
 
 __all__ = ["Skim", "settle_duplicates", "skim_file"]
@@ -62,7 +63,10 @@ def skim_file(ledger: Ledger, conn: Connection, d: Desired, stream: int, name: s
         table.create(conn)
         chosen.create(conn)
         try:
-            total = _stage_digests(conn, table, d.file.digests())
+            if isinstance(d.file, QueryStream):  # digested on the server, nothing crosses the wire
+                total = d.file.fill(conn, table)
+            else:
+                total = _stage_digests(conn, table, d.file.digests())
         except Unscannable:
             table.drop(conn)
             chosen.drop(conn)
@@ -86,7 +90,9 @@ def skim_file(ledger: Ledger, conn: Connection, d: Desired, stream: int, name: s
             *((r.live == true(),) if d.kind is RecordKind.COURSE else ()),
         )
         unknown = select(t.ord, t.digest).where(~known).order_by(t.digest)
-        count = conn.execute(chosen.insert().from_select(["ord", "digest"], unknown)).rowcount
+        count = conn.execute(
+            chosen.insert().from_select(["ord", "digest"], unknown), execution_options=COUNTED
+        ).rowcount
         if not distinct:  # one query each: SQLite runs "not known or shared" 2x slower
             shared = select(t.digest).group_by(t.digest).having(func.count() > 1).subquery()
             also = (
@@ -94,7 +100,9 @@ def skim_file(ledger: Ledger, conn: Connection, d: Desired, stream: int, name: s
                 .join(shared, shared.c.digest == t.digest)
                 .where(~exists(literal(1)).where(c.ord == t.ord))
             )
-            count += conn.execute(chosen.insert().from_select(["ord", "digest"], also)).rowcount
+            count += conn.execute(
+                chosen.insert().from_select(["ord", "digest"], also), execution_options=COUNTED
+            ).rowcount
         if count * 2 > total:  # mostly new or changed (a config change): map every row
             return Skim(d, stream, table, chosen, None, total)
         selected = _selection(conn, chosen)
@@ -166,7 +174,9 @@ def _also_mapped(conn: Connection, staged: Table, actions: Table, d: Desired, sk
             ~exists(literal(1)).where(c.ord == t.ord),
         )
     )
-    added = conn.execute(skim.chosen.insert().from_select(["ord", "digest"], query)).rowcount
+    added = conn.execute(
+        skim.chosen.insert().from_select(["ord", "digest"], query), execution_options=COUNTED
+    ).rowcount
     return max(0, added or 0)
 
 

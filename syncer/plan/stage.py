@@ -21,8 +21,9 @@ from syncer.config import Tolerance
 from syncer.errors import LedgerError
 from syncer.ledger import Ledger, operations, records
 from syncer.models import InvalidRow, OperationType, Record, RecordKind, RecordStatus, StagedRow
+from syncer.plan.query import QueryStream
 from syncer.plan.streams import FileStream
-from syncer.plan.tables import INVALID, OK, STAGED_COLUMNS, STAGED_RECORD_COLUMNS, Tally
+from syncer.plan.tables import COUNTED, INVALID, OK, STAGED_COLUMNS, STAGED_RECORD_COLUMNS, Tally
 from syncer.sources.digest import Unscannable
 
 __all__ = ["Desired", "Inserter", "copy_rows", "copy_sql", "stage_all", "stage_archives", "stage_items"]
@@ -43,7 +44,8 @@ class Desired:
     tolerance: Tolerance = field(default_factory=Tolerance)  # invalid rows that do not fail a run
     # A file read by digest: only the rows the ledger does not know as synced are mapped (then
     # ``items`` is not used; a file that cannot be cut is mapped whole from ``file.classic()``).
-    file: FileStream | None = None
+    # A QueryStream: an SQL source in the ledger's own database, digested on the server.
+    file: FileStream | QueryStream | None = None
     # Statistics whose predicted effect is unsafe are sent anyway (stats.on_unsafe_change: send).
     send_unsafe: bool = False
     source: str = ""  # the source's name in the config, for messages
@@ -234,7 +236,8 @@ def stage_archives(
     added = conn.execute(
         s.insert().from_select(
             ["stream", "integration", "kind", "key", "origin", "grp", "ord", "activity", "state"], query
-        )
+        ),
+        execution_options=COUNTED,
     ).rowcount
     if added is None or added < 0:  # a driver that does not say: count them
         added = conn.execute(
