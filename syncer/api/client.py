@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -124,6 +124,8 @@ class ApiClient:
         self._token_renew_at = 0.0
         self._token_lock = asyncio.Lock()
         self._sent: Counter[str] = Counter()
+        self._pacer: Callable[[], Awaitable[None]] | None = None
+        self._concurrency_refusals = 0
 
     def __repr__(self) -> str:
         return f"ApiClient(base_url={_redacted(self._base)!r})"
@@ -144,6 +146,16 @@ class ApiClient:
     def requests_sent(self) -> dict[str, int]:
         """HTTP requests sent so far (every attempt, token requests included), by method."""
         return dict(self._sent)
+
+    @property
+    def concurrency_refusals(self) -> int:
+        """Submissions refused so far because the platform had its unfinished operations at its limit."""
+        return self._concurrency_refusals
+
+    def pace_writes(self, pacer: Callable[[], Awaitable[None]]) -> None:
+        """Await ``pacer()`` before each authenticated write instead of this client's own write
+        limiter: the platform's runners share one write clock (syncer/apply/governor.py)."""
+        self._pacer = pacer
 
     def operation_url(self, location_or_id: str) -> str:
         """The status URL of a bulk operation on this client's host."""
@@ -367,6 +379,8 @@ class ApiClient:
             )
         code, message = _error_of(data, text)
         detail = self._scrub(f"{where} -> {status} {code or ''}: {message}".replace("  ", " "))
+        if status == 429 and code == "bulkOperationsConcurrencyLimitReached":
+            self._concurrency_refusals += 1
         if status == 429 or status >= 500:
             raise ApiUnavailable(
                 detail, status=status, code=code, retry_after=retry_after(headers.get("Retry-After"))
@@ -395,7 +409,10 @@ class ApiClient:
         if body is not None:
             payload = orjson.dumps(body)
             headers["Content-Type"] = "application/json"
-        await (self._writes if method in _WRITES else self._reads).acquire()
+        if method in _WRITES and token is not None and self._pacer is not None:
+            await self._pacer()  # token requests are not counted by the platform: local only
+        else:
+            await (self._writes if method in _WRITES else self._reads).acquire()
         self._sent[method] += 1
         where = f"{method} {_path(url)}"
         try:

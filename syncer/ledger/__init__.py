@@ -2,11 +2,13 @@
 
 ``schema`` (the tables), ``migrate`` (engine, open lock, Alembic to head), ``base`` (opening,
 closing, error translation), ``writes`` and ``store`` (the ``Ledger``: its writes, its reads),
-``rows`` (what the reads return), ``lock`` (run locks).
+``rows`` (what the reads return), ``lock`` (run locks), ``governor`` (the platform's
+operation slots and write clock, shared by the runners of one platform).
 
 Every write to the ledger's tables goes through this package: the ``Ledger``'s methods
-(``writes.py``), the lock holder rows (``lock.py``), the migrations (``migrate.py``), and the
-plan's writes through ``planning.py``. Other stages may read the Table objects, never write them.
+(``writes.py``), the lock holder rows (``lock.py``), the platform's write clock and slot rows
+(``governor.py``), the migrations (``migrate.py``), and the plan's writes through
+``planning.py``. Other stages may read the Table objects, never write them.
 """
 
 from __future__ import annotations

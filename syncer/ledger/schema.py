@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -45,6 +46,8 @@ __all__ = [
     "OperationItemRow",
     "OperationRow",
     "PlatformCourseRow",
+    "PlatformPacingRow",
+    "PlatformSlotRow",
     "PlatformUserRow",
     "RecordRow",
     "RunRow",
@@ -60,6 +63,8 @@ __all__ = [
     "operation_items",
     "operations",
     "platform_courses_table",
+    "platform_pacing_table",
+    "platform_slots_table",
     "platform_users_table",
     "records",
     "runs",
@@ -258,6 +263,27 @@ class LockRow(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
 
 
+class PlatformPacingRow(Base):
+    """A platform's write clock, shared by its runners (syncer/ledger/governor.py): the earliest
+    moment, in seconds since the epoch on the database server's clock, of its next write."""
+
+    __tablename__ = "platform_pacing"
+
+    platform: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_at: Mapped[float] = mapped_column(Float)
+
+
+class PlatformSlotRow(Base):
+    """Who holds one of a platform's operation slots (the advisory lock is the guard): None when
+    its last holder gave it back cleanly, so a new holder knows whether to look at the platform."""
+
+    __tablename__ = "platform_slots"
+
+    platform: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    holder: Mapped[str | None] = mapped_column(String(255))
+
+
 class InvalidRowRow(Base):
     """An invalid source row of the last plan of an integration."""
 
@@ -356,6 +382,8 @@ invalid_rows_table = cast(Table, InvalidRowRow.__table__)
 ledger_state = cast(Table, LedgerState.__table__)
 generations_table = cast(Table, IntegrationGenerationRow.__table__)
 locks_table = cast(Table, LockRow.__table__)
+platform_pacing_table = cast(Table, PlatformPacingRow.__table__)
+platform_slots_table = cast(Table, PlatformSlotRow.__table__)
 platform_courses_table = cast(Table, PlatformCourseRow.__table__)
 platform_users_table = cast(Table, PlatformUserRow.__table__)
 foreign_attempts_table = cast(Table, ForeignAttemptRow.__table__)

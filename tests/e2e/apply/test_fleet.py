@@ -1,0 +1,97 @@
+"""Runners of one platform share its limits (issue 17): SQLite ledgers in one folder.
+
+Each runner is a ``syncer apply --integration X`` process with its own SQLite ledger; the ledgers
+sit in one folder, where the governor keeps the platform's slot locks and write clock. One
+simulator with the platform's real limits (3 unfinished operations, 10 writes a second) serves
+them all: none of them is ever refused, and each statistic is sent once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from syncer.simulator import SimulatorSettings, SimulatorThread
+from tests import fleet
+from tests.project import client_settings, simulators
+
+DEADLINE = 60.0
+COURSES, LEARNERS = 4, 3  # per runner: 2 course batches, 4 statistic batches
+
+
+@pytest.fixture
+def sim_settings() -> SimulatorSettings:
+    """The platform's real limits; operations long enough that several runners overlap."""
+    return client_settings(fleet.CLIENT_ID, fleet.SECRET)
+
+
+@pytest.fixture
+def platform(sim_settings: SimulatorSettings) -> Iterator[SimulatorThread]:
+    with simulators(sim_settings) as start:
+        yield start(op_seconds=0.15)
+
+
+def _fleet(folder: Path, sim: SimulatorThread, count: int, **limits: int) -> dict[str, Path]:
+    # The read rate (50 a second per platform) is still counted per runner: divided here, as the
+    # runners poll fast (docs/scaling.md).
+    limits = {"reads_per_second": 50 // count, **limits}
+    names = fleet.names(count)
+    fleet.add_integrations(sim.state, names)
+    return fleet.write_fleet(
+        folder,
+        sim.base_url,
+        lambda name: f"sqlite:///{folder / name}.db",
+        names,
+        courses=COURSES,
+        learners=LEARNERS,
+        course_batch=2,
+        stat_batch=3,
+        limits=limits,
+    )
+
+
+def test_runners_share_the_slots_and_the_write_rate(tmp_path: Path, platform: SimulatorThread) -> None:
+    configs = _fleet(tmp_path, platform, 3)
+    procs = {n: fleet.start_runner(c, n, "--poll-seconds", "0.01") for n, c in configs.items()}
+    codes = fleet.wait_all(procs, DEADLINE)
+    assert codes == dict.fromkeys(configs, 0), {n: fleet.output(c) for n, c in configs.items()}
+
+    state = platform.snapshot()
+    assert fleet.refused(state["journal"]) == [], (fleet.refused(state["journal"]), state["peaks"])
+    ops = state["operations"]
+    assert len(ops) == 3 * (2 + 4) and all(op["status"] == "completed" for op in ops)
+    assert fleet.peak_unfinished(ops) <= 3
+    assert max(state["peaks"]["unfinished_operations"].values()) <= 3
+    pairs = fleet.attempts_per_pair(state)
+    assert len(pairs) == 3 * COURSES * LEARNERS and set(pairs.values()) == {1}
+
+
+def test_a_killed_runner_frees_its_slot(tmp_path: Path, platform: SimulatorThread) -> None:
+    """One slot for the fleet: the others finish only because the killed runner's slot is freed."""
+    configs = _fleet(tmp_path, platform, 3, concurrent_operations=1)
+    victim = "lms1"
+    procs = {
+        n: fleet.start_runner(
+            c,
+            n,
+            "--poll-seconds",
+            "0.01",
+            env={"SYNCER_TEST_CRASH_AT": "while_polling"} if n == victim else None,
+        )
+        for n, c in configs.items()
+    }
+    codes = fleet.wait_all(procs, DEADLINE)
+    assert codes[victim] == -9  # SIGKILLed while its operation was unfinished: holding the slot
+    survivors = {n: code for n, code in codes.items() if n != victim}
+    assert survivors == dict.fromkeys(survivors, 0), {n: fleet.output(configs[n]) for n in survivors}
+
+    state = platform.snapshot()
+    assert fleet.refused(state["journal"]) == []
+    assert fleet.peak_unfinished(state["operations"]) <= 1  # the dead runner's operation counted too
+    pairs = fleet.attempts_per_pair(state)
+    for n, name in enumerate(fleet.names(3), start=1):
+        theirs = {k: v for k, v in pairs.items() if k[0] == fleet.integration_id(n)}
+        if name != victim:
+            assert len(theirs) == COURSES * LEARNERS and set(theirs.values()) == {1}
