@@ -171,6 +171,7 @@ class Measure:
     rss_mb: float
     code: int
     output: str
+    cpu: float  # user + system CPU-s of the process and the children it waited for (mapping workers)
 
 
 def run_syncer(args: list[str], work: Path, name: str) -> Measure:
@@ -187,7 +188,8 @@ def run_syncer(args: list[str], work: Path, name: str) -> Measure:
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 2):
         raise SystemExit(f"syncer {' '.join(args)} failed ({code}): {err_path.read_text()[-3000:]}")
-    return Measure(elapsed, usage.ru_maxrss / 1024, code, out_path.read_text())
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measure(elapsed, usage.ru_maxrss / 1024, code, out_path.read_text(), cpu)
 
 
 def _epoch(stamp: str) -> float:
@@ -225,6 +227,11 @@ def occupancy(ops: list[dict[str, Any]], slots: int, since: float) -> tuple[floa
     return full / (hi - lo), hi - lo, peak
 
 
+def _load() -> str:
+    """The 1-minute load average (the machine may be shared: compare CPU times, not wall times)."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
 def run_summary(ledger: Path) -> dict[str, Any]:
     """The summary of the last run recorded in the ledger (submissions, peak in flight)."""
     import sqlite3
@@ -259,6 +266,12 @@ def bench_speed(speed: str, args: argparse.Namespace) -> list[str]:
             f"submissions {summary.get('submissions')}  peak in flight {summary.get('peak_in_flight')} "
             f"(server {peak})  occupancy {occ:6.1%} over {window:.1f} s  peak RSS {first.rss_mb:4.0f} MB"
         )
+        lines.append(
+            f"first apply   CPU {first.cpu:7.1f} s = {first.cpu / total * 10_000:.2f} CPU-s per 10,000 records  "
+            f"load {_load()}"
+        )
+        if args.first_only:
+            return lines
         plan = run_syncer(["plan", str(config)], work, "plan-noop")
         noop = run_syncer(["apply", str(config)], work, "apply-noop")
         summary = run_summary(ledger)
@@ -294,6 +307,9 @@ def main() -> None:
     parser.add_argument("--stats", type=int, default=1_000_000, help="statistics rows (default 1,000,000)")
     parser.add_argument("--courses", type=int, default=1_000, help="courses (default 1,000)")
     parser.add_argument("--speeds", default="fast,realistic", help="comma-separated: fast, realistic")
+    parser.add_argument(
+        "--first-only", action="store_true", help="measure only the first apply (into an empty ledger)"
+    )
     parser.add_argument("--dir", type=Path, default=ROOT / "bench" / "out" / "apply")
     args = parser.parse_args()
     print(

@@ -16,22 +16,20 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, select, text, update
+from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from syncer.errors import LedgerError, LedgerUnusableError
 from syncer.ledger.base import LedgerBase
+from syncer.ledger.batch import insert_items, mark_carried, record_item_results, upsert_pending
 from syncer.ledger.schema import (
-    ItemStatus,
     RunStatus,
     generations_table,
     held_records_table,
     integrations_table,
     invalid_rows_table,
-    operation_items,
     operations,
-    platform_courses_table,
     records,
     runs,
 )
@@ -41,7 +39,6 @@ from syncer.models import (
     OperationStatus,
     OperationType,
     Record,
-    RecordKind,
     RecordStatus,
     UnsafeStat,
     dumps_canonical,
@@ -199,73 +196,13 @@ class LedgerWrites(LedgerBase):
             )
             if not items:
                 return op_id
-            conn.execute(
-                insert(operation_items),
-                [
-                    {
-                        "operation_id": op_id,
-                        "position": pos,
-                        "kind": item.kind,
-                        "record_key": item.key,
-                        "record_hash": item.hash,
-                        "payload": dict(item.payload),
-                    }
-                    for pos, item in enumerate(items)
-                ],
-            )
+            texts = insert_items(conn, op_id, items)
             if op_type is OperationType.ARCHIVE_COURSES:
                 # The course record stays as it is (live, synced) until the archive succeeds;
                 # it only learns which operation carries it.
-                conn.execute(
-                    update(records)
-                    .where(
-                        records.c.integration == integration,
-                        records.c.kind == RecordKind.COURSE,
-                        records.c.key == bindparam("k"),
-                    )
-                    .values(last_operation_id=op_id, updated_at=now),
-                    [{"k": item.key} for item in items],
-                )
+                mark_carried(conn, integration, op_id, items, now)
                 return op_id
-            stmt = _upsert(self.dialect, records)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["integration", "kind", "key"],
-                    set_={
-                        "hash": stmt.excluded.hash,
-                        "payload": stmt.excluded.payload,
-                        "status": stmt.excluded.status,
-                        "last_operation_id": stmt.excluded.last_operation_id,
-                        "message": None,
-                        "origin": stmt.excluded.origin,
-                        "source_digest": stmt.excluded.source_digest,
-                        "grp": stmt.excluded.grp,
-                        "first_at": stmt.excluded.first_at,
-                        "updated_at": stmt.excluded.updated_at,
-                    },
-                ),
-                [
-                    {
-                        "integration": integration,
-                        "kind": item.kind,
-                        "key": item.key,
-                        "hash": item.hash,
-                        "payload": dict(item.payload),
-                        "status": RecordStatus.PENDING,
-                        "live": False,
-                        "last_operation_id": op_id,
-                        "message": None,
-                        "origin": item.origin,
-                        "source_digest": item.digest,
-                        # grp and first_at: statistics only (the attempt prediction's pair)
-                        "grp": item.group or None,
-                        "first_at": item.order or None,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for item in items
-                ],
-            )
+            upsert_pending(conn, integration, op_id, items, texts, now)
         self._keep_statistics(len(items))
         return op_id
 
@@ -349,93 +286,14 @@ class LedgerWrites(LedgerBase):
                     .values(status=final_status, error_message=message, ended_at=now)
                 )
                 return
-            items = {
-                row.position: row
-                for row in conn.execute(
-                    select(operation_items.c.position, operation_items.c.record_key).where(
-                        operation_items.c.operation_id == op_id
-                    )
-                )
-            }
-            item_updates: list[dict[str, Any]] = []
-            ok_keys: list[dict[str, Any]] = []
-            bad_keys: list[dict[str, Any]] = []
-            for result in results:
-                item = items.get(result.position)
-                if item is None:
-                    continue  # a result for an item we never sent: nothing to attach it to
-                item_updates.append(
-                    {
-                        "p": result.position,
-                        "rs": ItemStatus.SUCCESS if result.success else ItemStatus.ERROR,
-                        "rid": result.resource_id,
-                        "msg": result.message,
-                    }
-                )
-                if result.success:
-                    ok_keys.append({"k": item.record_key})
-                else:
-                    bad_keys.append({"k": item.record_key, "msg": result.message or "rejected"})
-            if item_updates:
-                conn.execute(
-                    update(operation_items)
-                    .where(
-                        operation_items.c.operation_id == op_id,
-                        operation_items.c.position == bindparam("p"),
-                    )
-                    .values(
-                        result_status=bindparam("rs"),
-                        resource_id=bindparam("rid"),
-                        message=bindparam("msg"),
-                    ),
-                    item_updates,
-                )
-            kind = RecordKind.STAT if op_type is OperationType.IMPORT_STATS else RecordKind.COURSE
-            # Only records still carried by this operation change: a later batch may have
-            # taken a record over with newer content.
-            target = (
-                records.c.integration == integration,
-                records.c.kind == kind,
-                records.c.key == bindparam("k"),
-                records.c.last_operation_id == op_id,
-            )
-            if ok_keys:
-                values: dict[str, Any] = {
-                    "status": RecordStatus.SYNCED,
-                    "message": None,
-                    "updated_at": now,
-                }
-                if op_type is OperationType.IMPORT_COURSES:
-                    values["live"] = True
-                elif op_type is OperationType.ARCHIVE_COURSES:
-                    values["live"] = False
-                else:  # the platform now holds this statistic's attempt as it was sent
-                    values["att_end"] = records.c.payload["lastActivityAt"].as_string()
-                    values["att_done"] = records.c.payload["progress"].as_float() >= 100
-                conn.execute(update(records).where(*target).values(**values), ok_keys)
-                if op_type is not OperationType.IMPORT_STATS:
-                    # The ledger's record is now newer than what the last refresh saw of the course.
-                    conn.execute(
-                        delete(platform_courses_table).where(
-                            platform_courses_table.c.integration == integration,
-                            platform_courses_table.c.external_id == bindparam("k"),
-                        ),
-                        ok_keys,
-                    )
-            if bad_keys:
-                conn.execute(
-                    update(records)
-                    .where(*target)
-                    .values(status=RecordStatus.REJECTED, message=bindparam("msg"), updated_at=now),
-                    bad_keys,
-                )
+            ok, bad = record_item_results(conn, integration, op_id, op_type, results, now)
             conn.execute(
                 update(operations)
                 .where(operations.c.id == op_id)
                 .values(
                     status=final_status,
-                    success_count=len(ok_keys),
-                    error_count=len(bad_keys),
+                    success_count=len(ok),
+                    error_count=len(bad),
                     error_message=error_message,
                     ended_at=now,
                 )
