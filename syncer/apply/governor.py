@@ -143,8 +143,8 @@ class Governor:
 
     async def pace_write(self) -> None:
         """Wait for this write's send time on the platform's shared clock."""
-        if self._shared is None:
-            return
+        if self._shared is None or self._closed:
+            return  # closed: the run is over and sends nothing more
         wait = await self._call(self._shared.reserve_write)
         if wait > 0:
             await asyncio.sleep(wait)
