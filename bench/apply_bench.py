@@ -267,8 +267,8 @@ def bench_speed(speed: str, args: argparse.Namespace) -> list[str]:
             f"(server {peak})  occupancy {occ:6.1%} over {window:.1f} s  peak RSS {first.rss_mb:4.0f} MB"
         )
         lines.append(
-            f"first apply   CPU {first.cpu:7.1f} s = {first.cpu / total * 10_000:.2f} CPU-s per 10,000 records  "
-            f"load {_load()}"
+            f"first apply   CPU {first.cpu:7.1f} s = {first.cpu / total * 10_000:.2f} CPU-s "
+            f"per 10,000 records  load {_load()}"
         )
         if args.first_only:
             return lines
