@@ -9,13 +9,16 @@ them all: none of them is ever refused, and each statistic is sent once.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from syncer.simulator import SimulatorSettings, SimulatorThread
+from syncer.models import OperationType
+from syncer.simulator import DEMO_COMPANY_ID, SimulatorSettings, SimulatorThread
 from tests import fleet
-from tests.project import client_settings, simulators
+from tests.e2e.apply.conftest import POLL
+from tests.project import client_settings, run_cli, simulators
 
 DEADLINE = 60.0
 COURSES, LEARNERS = 4, 3  # per runner: 2 course batches, 4 statistic batches
@@ -95,3 +98,34 @@ def test_a_killed_runner_frees_its_slot(tmp_path: Path, platform: SimulatorThrea
         theirs = {k: v for k, v in pairs.items() if k[0] == fleet.integration_id(n)}
         if name != victim:
             assert len(theirs) == COURSES * LEARNERS and set(theirs.values()) == {1}
+
+
+def test_another_tools_operations_count_too(
+    tmp_path: Path, sim_settings: SimulatorSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The platform is full of another tool's operations: the runner waits for them, unrefused."""
+    with simulators(sim_settings) as start:
+        sim = start(op_seconds=0.15)
+        configs = _fleet(tmp_path, sim, 1)
+        foreign = [
+            sim.state.submit(DEMO_COMPANY_ID, fleet.integration_id(9), OperationType.IMPORT_STATS, [])
+            for _ in range(3)
+        ]
+        with sim.state.locked():  # they run longer than the runner's start and plan take
+            for op in foreign:
+                op.ended = op.created + 4.0
+        monkeypatch.setenv("L360_CLIENT_SECRET", fleet.SECRET)
+        outputs: list[str] = []
+        result = run_cli(outputs, "apply", str(configs["lms1"]), "--integration", "lms1", *POLL)
+        assert result.exit_code == 0, outputs
+
+        state = sim.snapshot()
+        assert fleet.refused(state["journal"]) == []
+        ours = [op for op in state["operations"] if op["integrationId"] == fleet.integration_id(1)]
+        first_ended = min(op.ended for op in foreign)
+        assert ours and min(_epoch(op["createdAt"]) for op in ours) >= first_ended - 0.01
+        assert "waiting for operation slots" in "".join(outputs)
+
+
+def _epoch(moment: str) -> float:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
