@@ -202,3 +202,12 @@ def occupancy(ops: Sequence[Mapping[str, Any]], slots: int) -> tuple[float, floa
 def attempts_per_pair(snapshot: Mapping[str, Any]) -> dict[tuple[str, str, str], int]:
     """Attempts the platform holds per (integration id, course id, learner)."""
     return {(a["integrationId"], a["courseId"], a["user"]): len(a["attempts"]) for a in snapshot["attempts"]}
+
+
+def handover_seconds(ops: Sequence[Mapping[str, Any]], victim_integration_id: str) -> float:
+    """From the end of the killed runner's last operation to the next operation submitted by another
+    runner (with one slot, the time its slot took to reach them)."""
+    victim = [op for op in ops if op["integrationId"] == victim_integration_id]
+    ended = max(_epoch(op["endedAt"]) for op in victim)
+    after = [_epoch(op["createdAt"]) for op in ops if _epoch(op["createdAt"]) >= ended]
+    return min(after) - ended
