@@ -115,7 +115,7 @@ class Governor:
                     self._give_back(slot, clean=False)  # the next taker looks too
                 if not self._announced:
                     # Once a run: a cron log shows why this run is slower than usual.
-                    event("waiting for operation slots: other runners of this platform hold them")
+                    event("waiting for an operation slot: the platform's limit is in use by others")
                     self._announced = True
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(POLL_SECONDS * (0.5 + random.random())):
