@@ -167,6 +167,7 @@ def plan_records(
         else:  # pragma: no cover - each round maps every row a duplicate key involves
             raise PlanError("duplicate keys across unchanged and changed rows could not be resolved")
         with ledger.translate_errors("predicting attempts"):
+            analyze(conn, actions)  # PostgreSQL: the prediction joins it (unanalyzed: nested loops)
             send_unsafe = {d.integration for d in desired if d.kind is RecordKind.STAT and d.send_unsafe}
             prediction = predict(conn, staged, actions, plan_id, send_unsafe, preflight or Preflight())
         with ledger.translate_errors("planning"):

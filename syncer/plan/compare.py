@@ -72,13 +72,15 @@ def classify(conn: Connection, s: Table, a: Table, retry_rejected: bool, skims: 
         also = and_(r.source_digest.is_not(None), other, or_(*skipped_row), ~row_mapped)
         action = case((also, literal(ALSO_MAPPED)), else_=action)
     action = action.label("action")
-    compared = (
+    query = (
         select(s.c.id, action, s.c.integration, s.c.kind, s.c.grp, r.att_end, r.att_done)
         .select_from(joined(s))
         .where(s.c.state == OK, s.c.kind != RecordKind.ARCHIVE.value)
-        .order_by(s.c.integration, s.c.kind, s.c.key)
-        .subquery()
     )
+    if conn.dialect.name == "sqlite":  # in key order, its probes walk the ledger's index forward
+        query = query.order_by(s.c.integration, s.c.kind, s.c.key)
+    # (PostgreSQL joins by hash: a sort of the rows to classify would only spill to disk.)
+    compared = query.subquery()
     c = compared.c
     needed = select(c.id, c.action, c.integration, c.kind, c.grp, c.att_end, c.att_done).where(
         c.action != UNCHANGED

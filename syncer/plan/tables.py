@@ -125,12 +125,19 @@ def sort_threads(conn: Connection) -> None:
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(f"PRAGMA threads={min(4, os.cpu_count() or 1)}")
         conn.exec_driver_sql("PRAGMA temp.cache_size=-16384")
+    elif conn.dialect.name == "postgresql":
+        # The plan's statements run once each over many rows: compiling them (JIT, on from a
+        # cost of 100,000) took 0.3-0.7 s a statement, 3.4 s of a 19 s plan of 1,000,000 rows
+        # with 10% changed, and never paid back.
+        conn.exec_driver_sql("SET jit = off")
 
 
 def end_sorts(conn: Connection) -> None:
-    """SQLite: back to the default cache once the plan is made (``sort_threads``)."""
+    """SQLite: back to the default cache once the plan is made; PostgreSQL: JIT back (``sort_threads``)."""
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("PRAGMA temp.cache_size=-2000")
+    elif conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("RESET jit")
 
 
 def analyze(conn: Connection, table: Table) -> None:
