@@ -39,7 +39,10 @@ def adopt_statistics(conn: Connection, rows: Any, integrations: Iterable[str]) -
     stmt = _upsert(conn.dialect.name, records).from_select(list(ADOPTED_COLUMNS), rows)
     try:
         bump_generations(conn, integrations)
-        count = conn.execute(stmt.on_conflict_do_nothing()).rowcount
+        # preserve_rowcount: SQLAlchemy 2 reports -1 for an INSERT ... SELECT on PostgreSQL otherwise.
+        count = conn.execute(
+            stmt.on_conflict_do_nothing(), execution_options={"preserve_rowcount": True}
+        ).rowcount
         conn.commit()
     except BaseException:
         conn.rollback()

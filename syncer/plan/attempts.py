@@ -73,7 +73,7 @@ from sqlalchemy.engine import Connection
 from syncer.ledger import records
 from syncer.ledger.schema import foreign_attempts_table, platform_courses_table, platform_users_table
 from syncer.models import ChangeAction, Effect, RecordKind, UnsafeStat
-from syncer.plan.tables import json_of
+from syncer.plan.tables import COUNTED, json_of
 
 __all__ = ["MAX_ROUNDS", "Prediction", "Preflight", "predict"]
 
@@ -217,7 +217,7 @@ def predict(
         "own_done",
         "sent",
     ]
-    if not conn.execute(e.insert().from_select(columns, rows)).rowcount:
+    if not conn.execute(e.insert().from_select(columns, rows), execution_options=COUNTED).rowcount:
         return Prediction(e, 0, 0)
     Index(None, e.c.integration, e.c.grp, e.c.fa, e.c.sent, e.c.endv, e.c.done).create(conn)
     conn.exec_driver_sql(f"ANALYZE {e.name}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import Engine, text
 
@@ -57,6 +59,10 @@ def test_a_lost_postgresql_ledger_is_rebuilt_without_sending(
     result = project.apply()
 
     assert result.exit_code == 0, result.output
+    # Counted right on PostgreSQL too (an INSERT ... SELECT's rowcount is -1 unless preserved).
+    adopted = re.search(r"([\d,]+) statistics adopted", result.stderr)
+    assert adopted is not None, result.stderr
+    assert int(adopted.group(1).replace(",", "")) == sum(1 for row in synced if row[1] == "stat") > 0
     assert submissions(project.sim) == sent
     assert attempts_per_pair(project.sim) == pairs
     assert _synced(pg_admin, pg_schema) == synced
