@@ -211,3 +211,13 @@ def handover_seconds(ops: Sequence[Mapping[str, Any]], victim_integration_id: st
     ended = max(_epoch(op["endedAt"]) for op in victim)
     after = [_epoch(op["createdAt"]) for op in ops if _epoch(op["createdAt"]) >= ended]
     return min(after) - ended
+
+
+def finish_with_a_victim(
+    procs: Mapping[str, subprocess.Popen[str]], configs: Mapping[str, Path], victim: str, deadline: float
+) -> None:
+    """Wait for every runner: ``victim`` SIGKILLed by its crash point, every other one done (0)."""
+    codes = wait_all(procs, deadline)
+    assert codes[victim] == -9  # SIGKILLed while its operation was unfinished: holding the slot
+    survivors = {n: code for n, code in codes.items() if n != victim}
+    assert survivors == dict.fromkeys(survivors, 0), {n: output(configs[n]) for n in survivors}

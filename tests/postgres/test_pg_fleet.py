@@ -80,10 +80,7 @@ def test_a_killed_runner_frees_its_slot(tmp_path: Path, platform: SimulatorThrea
         n: fleet.start_runner(c, n, "--poll-seconds", "0.01", env=crash if n == victim else None)
         for n, c in configs.items()
     }
-    codes = fleet.wait_all(procs, DEADLINE)
-    assert codes[victim] == -9  # SIGKILLed while its operation was unfinished: holding the slot
-    survivors = {n: code for n, code in codes.items() if n != victim}
-    assert survivors == dict.fromkeys(survivors, 0), {n: fleet.output(configs[n]) for n in survivors}
+    fleet.finish_with_a_victim(procs, configs, victim, DEADLINE)
 
     state = platform.snapshot()
     assert fleet.refused(state["journal"]) == []
