@@ -39,7 +39,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from syncer.errors import LedgerUnusableError, SyncerError
-from syncer.ledger.lock import _advisory_key, _lock_file_problem, _take_file_lock
+from syncer.ledger.lock import advisory_key, lock_file_problem, take_file_lock
 from syncer.ledger.store import Ledger
 
 __all__ = ["LEASE_SECONDS", "SharedLimits", "open_shared_limits", "platform_key"]
@@ -131,7 +131,7 @@ class _PgLimits:
                 with contextlib.suppress(Exception):  # tcp_user_timeout needs PostgreSQL 12
                     self._conn.execute(text(f"SET {name} = {value}"))
             scope = str(self._conn.execute(text("SELECT current_schema()")).scalar_one())
-            self._keys = [_advisory_key(f"slot:{platform}:{n}", scope) for n in range(slots)]
+            self._keys = [advisory_key(f"slot:{platform}:{n}", scope) for n in range(slots)]
             self._conn.execute(
                 text(
                     "INSERT INTO platform_pacing (platform, next_at) VALUES (:p, 0) "
@@ -248,7 +248,7 @@ class _FileLimits:
         for n, path in enumerate(self._paths):
             if n in self._held:
                 continue
-            lock = _take_file_lock(path)
+            lock = take_file_lock(path)
             if lock is not None:
                 self._held[n] = lock
                 # The lock is the guard; the file's text only says whether its last holder let go.
@@ -267,7 +267,7 @@ class _FileLimits:
                 was = ""
             path.write_text(mark, encoding="utf-8")
         except OSError as exc:
-            raise LedgerUnusableError(_lock_file_problem(path, exc)) from exc
+            raise LedgerUnusableError(lock_file_problem(path, exc)) from exc
         return was
 
     def give_back(self, slot: int, *, clean: bool = True) -> None:
@@ -292,7 +292,7 @@ class _FileLimits:
                 slot = max(next_at, now)
                 self._clock.write_text(repr(slot + self._interval), encoding="ascii")
         except OSError as exc:  # filelock's Timeout is an OSError too
-            raise LedgerUnusableError(_lock_file_problem(self._clock, exc)) from exc
+            raise LedgerUnusableError(lock_file_problem(self._clock, exc)) from exc
         return slot - now
 
     def close(self) -> None:

@@ -67,7 +67,7 @@ def _lock_file(ledger: Ledger) -> Path | None:
     return Path(url.database).with_name(Path(url.database).name + ".lock")
 
 
-def _take_file_lock(path: Path) -> FileLock | None:
+def take_file_lock(path: Path) -> FileLock | None:
     """One non-blocking try at the OS lock on ``path``: the held lock, or None while another holds it."""
     # thread_local=False: a run may release from another thread than the one that took the lock.
     # preserve_lock_file=True: the file stays (waiters share one inode) and there is no soft
@@ -80,11 +80,11 @@ def _take_file_lock(path: Path) -> FileLock | None:
     except Timeout:
         return None
     except OSError as exc:
-        raise LedgerUnusableError(_lock_file_problem(path, exc)) from exc
+        raise LedgerUnusableError(lock_file_problem(path, exc)) from exc
     return lock
 
 
-def _lock_file_problem(path: Path, exc: OSError) -> str:
+def lock_file_problem(path: Path, exc: OSError) -> str:
     """What a person must do about a lock file that cannot be created or opened."""
     folder = path.parent
     reason = (exc.strerror or type(exc).__name__).lower()
@@ -108,7 +108,8 @@ def _user() -> str:
     return f"uid {getuid()}"
 
 
-def _advisory_key(name: str, scope: str = "") -> int:
+def advisory_key(name: str, scope: str = "") -> int:
+    """The PostgreSQL advisory lock key of ``name`` (run locks here, the governor's slots)."""
     # A signed 64-bit key derived from the lock name: the same in every process. Advisory locks
     # are per database, so the scope (the ledger's schema) keeps two ledgers of one database apart.
     label = f"syncer:{scope}:{name}" if scope else f"syncer:{name}"
@@ -138,7 +139,7 @@ class RunLock:
         path = _lock_file(self._ledger)
         if path is not None:
             if self._file is None:
-                self._file = _take_file_lock(path)
+                self._file = take_file_lock(path)
                 if self._file is None:
                     return list(self.names)
             return []
@@ -151,7 +152,7 @@ class RunLock:
             busy: list[str] = []
             for name in self.names:
                 got = self._conn.execute(
-                    text("SELECT pg_try_advisory_lock(:k)"), {"k": _advisory_key(name, self._scope)}
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": advisory_key(name, self._scope)}
                 ).scalar_one()
                 self._conn.commit()
                 if not got:
@@ -163,7 +164,7 @@ class RunLock:
 
     def _unlock(self, conn: Connection, names: Sequence[str]) -> None:
         for name in names:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _advisory_key(name, self._scope)})
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": advisory_key(name, self._scope)})
         conn.commit()
 
     def acquire(self, timeout: float) -> None:

@@ -146,9 +146,9 @@ def test_a_lock_folder_without_write_permission_names_the_folder(tmp_path: Path)
         "import sys\n"
         "from pathlib import Path\n"
         "from syncer.errors import LedgerUnusableError\n"
-        "from syncer.ledger.lock import _take_file_lock\n"
+        "from syncer.ledger.lock import take_file_lock\n"
         "try:\n"
-        "    _take_file_lock(Path(sys.argv[1]))\n"
+        "    take_file_lock(Path(sys.argv[1]))\n"
         "except LedgerUnusableError as exc:\n"
         "    print(exc)\n"
     )
