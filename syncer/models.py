@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, overload
 
 import orjson
 
@@ -106,6 +106,85 @@ class ItemResult:
     resource_id: str | None
     message: str | None
     input: Mapping[str, Any]
+
+
+class CanonicalJson(Mapping[str, Any]):
+    """A payload kept as its canonical JSON text (``dumps_canonical``), decoded on first use.
+
+    The plan stages each payload as that text; a first sync reads a million of them back and
+    sends them, stores them and hashes them without needing the values: kept as text, a record
+    holds one string instead of three dicts, and the text goes to the request, the ledger and
+    the request hash as it is (``payload_json``). Equal to a dict of the same values.
+    """
+
+    __slots__ = ("_value", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._value: dict[str, Any] | None = None
+
+    def _decoded(self) -> dict[str, Any]:
+        if self._value is None:
+            self._value = orjson.loads(self.text)
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._decoded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return f"CanonicalJson({self.text!r})"
+
+
+def payload_json(payload: Mapping[str, Any]) -> bytes:
+    """A payload's canonical JSON bytes (its own text when it is kept as text)."""
+    if type(payload) is CanonicalJson:
+        return payload.text.encode()
+    return dumps_canonical(payload if type(payload) is dict else dict(payload))
+
+
+class Payloads(Sequence[Mapping[str, Any]]):
+    """A batch's payloads as canonical JSON texts: the request body is their join, and each item
+    is decoded only where its values are needed (matching the results), one at a time."""
+
+    __slots__ = ("_texts",)
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        self._texts = texts
+
+    @classmethod
+    def of(cls, payloads: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+        """``payloads`` as texts when every one is kept as text; otherwise as plain dicts."""
+        if payloads and all(type(p) is CanonicalJson for p in payloads):
+            return cls([p.text for p in payloads])  # type: ignore[attr-defined]
+        return [p if type(p) is dict else dict(p) for p in payloads]
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    @overload
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Mapping[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> Mapping[str, Any] | Sequence[Mapping[str, Any]]:
+        if isinstance(index, slice):
+            return Payloads(self._texts[index])
+        decoded: dict[str, Any] = orjson.loads(self._texts[index])
+        return decoded
+
+    @property
+    def texts(self) -> Sequence[str]:
+        """The canonical JSON texts, in order."""
+        return self._texts
+
+    def json_array(self) -> bytes:
+        """The JSON array of the payloads, as the request body holds it."""
+        return ("[" + ",".join(self._texts) + "]").encode()
 
 
 def dumps_canonical(value: Any) -> bytes:

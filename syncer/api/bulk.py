@@ -16,7 +16,7 @@ from typing import Any
 
 from syncer.api.client import ApiClient, operation_id
 from syncer.errors import ApiUnavailable
-from syncer.models import ItemResult, OperationStatus, OperationType, dumps_canonical
+from syncer.models import ItemResult, OperationStatus, OperationType, Payloads, dumps_canonical
 
 __all__ = [
     "PollPolicy",
@@ -68,6 +68,17 @@ def _plain(value: Any) -> Any:
 def _canonical(value: Any) -> bytes:
     """Canonical JSON of an item, for matching results to submitted items."""
     return dumps_canonical(_plain(value))
+
+
+def _echoed_in_order(items: Payloads, results: Sequence[Mapping[str, Any]]) -> bool:
+    """True when the results echo the items in order, each ``input`` the item's canonical JSON."""
+    if len(results) != len(items):
+        return False
+    for result, text in zip(results, items.texts, strict=True):
+        echoed = result.get("input")
+        if type(echoed) is not dict or dumps_canonical(echoed) != text.encode():
+            return False
+    return True
 
 
 def match_results(
@@ -194,7 +205,14 @@ async def fetch_item_results(
     An item the results do not mention is reported as a failure with ``MISSING_RESULT``.
     """
     results = await client.fetch_results(location)
-    matched, leftovers = match_results(items, results)
+    matched: list[Mapping[str, Any] | None]
+    leftovers: list[Mapping[str, Any]] = []
+    if isinstance(items, Payloads) and _echoed_in_order(items, results):
+        # Each result repeats its item: the echoed input is the item, with no need to decode it.
+        items, matched = [r["input"] for r in results], list(results)
+    else:
+        items = list(items)  # Payloads decode each item on access: once here
+        matched, leftovers = match_results(items, results)
     if leftovers:
         log.warning(
             "bulk operation %s: %d result(s) match no submitted item",
@@ -282,6 +300,7 @@ async def _look_once(
         candidates = [op for op in candidates if str(op.get("_id")) not in taken]
     # The list's sort order is undocumented: sort here so the oldest match wins.
     candidates.sort(key=lambda op: (str(op.get("createdAt", "")), str(op.get("_id", ""))))
+    items = list(items)  # Payloads decode each item on access: once here
     wanted = Counter(_canonical(item) for item in items)
     for candidate in candidates:
         ident = candidate.get("_id")

@@ -36,7 +36,7 @@ from yarl import URL
 from syncer.api.pacing import Backoff, RateLimiter, retry_after
 from syncer.config import ApiConfig
 from syncer.errors import ApiError, ApiUnavailable, SubmissionLost, SyncerError
-from syncer.models import OperationStatus, OperationType
+from syncer.models import OperationStatus, OperationType, Payloads
 
 __all__ = ["ApiClient", "operation_id"]
 
@@ -250,7 +250,11 @@ class ApiClient:
         """
         method, suffix = _BULK_ROUTES[op_type]
         url = f"{self._base}/api/v2/bulk/integrations/{quote(integration_id, safe='')}/{suffix}"
-        resp = await self._call(method, url, body={"input": list(items)}, submission=True)
+        # Payloads kept as canonical JSON text go into the body as they are, not decoded and re-encoded.
+        body: bytes | dict[str, Any] = {"input": list(items)}
+        if isinstance(items, Payloads):
+            body = b'{"input":' + items.json_array() + b"}"
+        resp = await self._call(method, url, body=body, submission=True)
         if resp.status != 202:
             raise _lost(f"{method} {_path(url)} -> {resp.status} instead of 202", status=resp.status)
         if not resp.location:
@@ -266,7 +270,7 @@ class ApiClient:
         resp = await self._call("GET", self.operation_url(location_or_id) + "/results")
         if not isinstance(resp.data, list):
             raise ApiError("GET operation results: the answer is not a JSON array", status=resp.status)
-        return [dict(item) for item in resp.data if isinstance(item, Mapping)]
+        return [item for item in resp.data if isinstance(item, dict)]  # orjson's own dicts: no copy
 
     async def fetch_operations(
         self,
@@ -407,7 +411,7 @@ class ApiClient:
             headers["360-api-version"] = API_VERSION
         payload = None
         if body is not None:
-            payload = orjson.dumps(body)
+            payload = body if isinstance(body, bytes) else orjson.dumps(body)  # bytes: already JSON
             headers["Content-Type"] = "application/json"
         if method in _WRITES and token is not None and self._pacer is not None:
             await self._pacer()  # token requests are not counted by the platform: local only
@@ -437,7 +441,8 @@ class ApiClient:
             if submission:
                 raise _lost(f"{where}: {kind} after sending") from exc
             raise ApiUnavailable(f"{where}: {kind}") from exc
-        text = raw.decode("utf-8", errors="replace")
+        # The text serves only the messages of error answers: a 10,000-result answer is not decoded twice.
+        text = raw.decode("utf-8", errors="replace") if status >= 400 else ""
         try:
             data = orjson.loads(raw) if raw.strip() else None
         except orjson.JSONDecodeError:

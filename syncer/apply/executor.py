@@ -27,7 +27,7 @@ from syncer.apply.governor import Governor
 from syncer.apply.outcome import IntegrationOutcome, RunReport
 from syncer.errors import ApiError, InterruptedRunError, SubmissionLost, SyncerError
 from syncer.ledger import Ledger, OperationInfo
-from syncer.models import ItemResult, OperationStatus, OperationType, Record
+from syncer.models import ItemResult, OperationStatus, OperationType, Payloads, Record
 from syncer.progress import Progress, event
 
 T = TypeVar("T")
@@ -123,6 +123,10 @@ class Executor:
         self._following: dict[str, set[asyncio.Task[None]]] = {}  # the followers of each integration
         self._producers: dict[str, asyncio.Task[None]] = {}  # each stream's batches written ahead
         self._turn = asyncio.Lock()  # streams take a free slot one at a time, first come first served
+        # One finished operation's results in memory at a time (10,000 parsed results and their
+        # echoed inputs are tens of MB): they are recorded one after another in the ledger thread
+        # anyway, and the slot is already free while they are read.
+        self._results_turn = asyncio.Lock()
         self._held: dict[int, _Prepared] = {}  # prepared, not handed to the API: abandoned on stop
         self._unfinished = 0  # submitted, final status not seen yet: what the server counts
         self._submitting = False  # a free slot is being filled: followers let it go first
@@ -163,7 +167,7 @@ class Executor:
             if not records:
                 continue
             op_id = self._ledger.prepare_operation(self._run_id, integration, op_type, records)
-            payloads = [r.payload if isinstance(r.payload, dict) else dict(r.payload) for r in records]
+            payloads = Payloads.of([r.payload for r in records])
             prepared = _Prepared(op_id, op_type, payloads, integration)
             self._held[op_id] = prepared
             _crash_point("after_prepare")
@@ -352,17 +356,18 @@ class Executor:
         if status is OperationStatus.ERROR:
             message = str(final.get("errorMessage") or "the operation ended in error")
             finished = _Finished(op_id, integration, status, (), message)
-        else:
-            results = await fetch_item_results(self._client, location, payloads)
-            _crash_point("after_results")
-            finished = _Finished(op_id, integration, status, results, None)
-        await self._in_ledger(
-            self._ledger.record_results,
-            finished.op_id,
-            finished.status,
-            finished.results,
-            finished.error_message,
-        )
+        async with self._results_turn:
+            if status is not OperationStatus.ERROR:
+                results = await fetch_item_results(self._client, location, payloads)
+                _crash_point("after_results")
+                finished = _Finished(op_id, integration, status, results, None)
+            await self._in_ledger(
+                self._ledger.record_results,
+                finished.op_id,
+                finished.status,
+                finished.results,
+                finished.error_message,
+            )
         self._count(finished)
 
     async def _wait_end(self, location: str, items: int) -> dict[str, Any]:

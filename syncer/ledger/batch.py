@@ -13,7 +13,7 @@ Only ``LedgerWrites`` (syncer/ledger/writes.py) calls these, inside its transact
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from syncer.ledger.schema import ItemStatus, operation_items, records
-from syncer.models import ItemResult, OperationType, Record, RecordKind, RecordStatus
+from syncer.models import CanonicalJson, ItemResult, OperationType, Record, RecordKind, RecordStatus
 
 __all__ = ["insert_items", "mark_carried", "payload_text", "record_item_results", "upsert_pending"]
 
@@ -39,23 +39,39 @@ _RECORD_COLUMNS = (
 )
 _ITEM_COLUMNS = "operation_id, position, kind, record_key, record_hash, payload"
 
+
 # What the platform now holds of a statistic sent and accepted: its attempt's lastActivityAt and
-# whether it is completed (the Core expressions records.c.payload[...].as_string()/.as_float()).
+# whether it is completed. Taken from the item as the results echo it (the record carried by this
+# operation holds the same payload), so the database need not parse each payload twice; where the
+# result does not carry it, from the stored payload (the Core expressions
+# records.c.payload[...].as_string()/.as_float()).
 _ATTEMPT = {
     "sqlite": (
-        "att_end = CAST(JSON_EXTRACT(payload, '$.\"lastActivityAt\"') AS VARCHAR), "
-        "att_done = (CAST(JSON_EXTRACT(payload, '$.\"progress\"') AS FLOAT) >= 100)"
+        "att_end = COALESCE(?, CAST(JSON_EXTRACT(payload, '$.\"lastActivityAt\"') AS VARCHAR)), "
+        "att_done = COALESCE(?, (CAST(JSON_EXTRACT(payload, '$.\"progress\"') AS FLOAT) >= 100))"
     ),
     "postgresql": (
-        "att_end = CAST(payload ->> 'lastActivityAt' AS VARCHAR), "
-        "att_done = (CAST((payload ->> 'progress') AS FLOAT) >= 100)"
+        "att_end = COALESCE(?, CAST(payload ->> 'lastActivityAt' AS VARCHAR)), "
+        "att_done = COALESCE(?, (CAST((payload ->> 'progress') AS FLOAT) >= 100))"
     ),
 }
+
+
+def _attempt(sent: Mapping[str, Any], done: Mapping[bool, Any]) -> tuple[Any, Any]:
+    """(att_end, att_done) of a statistic from the item sent; None for what it does not hold."""
+    end = sent.get("lastActivityAt")
+    progress = sent.get("progress")
+    finished = None
+    if isinstance(progress, int | float) and not isinstance(progress, bool):
+        finished = done[progress >= 100]
+    return (None if end is None else str(end)), finished
 
 
 def payload_text(item: Record) -> str:
     """A record's payload as the ledger stores it (the engine's JSON serializer: orjson, key order kept)."""
     payload = item.payload
+    if type(payload) is CanonicalJson:
+        return payload.text
     return orjson.dumps(payload if type(payload) is dict else dict(payload)).decode()
 
 
@@ -233,7 +249,9 @@ def record_item_results(
     error = _bound(conn, operation_items.c.result_status, ItemStatus.ERROR)
     item_rows: list[tuple[Any, ...]] = []
     ok: list[str] = []
+    attempts: list[tuple[Any, Any]] = []  # statistics: (att_end, att_done) of each key in ``ok``
     bad: list[tuple[str, str]] = []
+    done = {flag: _bound(conn, records.c.att_done, flag) for flag in (True, False)}
     for result in results:
         key = keys.get(result.position)
         if key is None:
@@ -243,6 +261,7 @@ def record_item_results(
         )
         if result.success:
             ok.append(key)
+            attempts.append(_attempt(result.input, done))
         else:
             bad.append((key, result.message or "rejected"))
     if item_rows:
@@ -267,7 +286,10 @@ def record_item_results(
                     f"UPDATE records SET status = ?, message = NULL, updated_at = ?, "
                     f"{_ATTEMPT[conn.dialect.name]} {target}",
                 ),
-                [(synced, stamp, integration, kind, key, op_id) for key in ok],
+                [
+                    (synced, stamp, end, finished, integration, kind, key, op_id)
+                    for key, (end, finished) in zip(ok, attempts, strict=True)
+                ],
             )
         else:  # imported courses are live, archived ones no longer
             live = _bound(conn, records.c.live, op_type is OperationType.IMPORT_COURSES)

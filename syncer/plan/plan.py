@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
-import orjson
 from sqlalchemy import Table, and_, exists, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,6 +22,7 @@ from syncer.errors import PlanError
 from syncer.ledger import DriftInfo, Ledger
 from syncer.ledger.planning import remember_digests
 from syncer.models import (
+    CanonicalJson,
     Change,
     Effect,
     IntegrationSummary,
@@ -239,8 +239,8 @@ class Plan:
             result = conn.execute(query, execution_options={"yield_per": 2000})
             for row in result:
                 key, hash_, payload, origin, grp, ord_, activity, digest = cast(tuple[Any, ...], row)
-                yield Record(
-                    integration, kind, key, orjson.loads(payload), hash_, origin, grp, ord_, activity, digest
+                yield Record(  # the payload stays the staged canonical text (CanonicalJson)
+                    integration, kind, key, CanonicalJson(payload), hash_, origin, grp, ord_, activity, digest
                 )
 
     def effects(self) -> Iterator[tuple[str, str, Effect]]:

@@ -163,7 +163,7 @@ def stage_items(
         elif type(item) is tuple:  # a StagedRow: key, hash, payload, origin, group, order, activity, digest
             append(item)
         elif type(item) is Record:
-            payload = dumps(item.payload).decode()
+            payload = dumps(item.payload, option=orjson.OPT_SORT_KEYS).decode()  # canonical, as mapped ones
             append((item.key, item.hash, payload, item.origin, item.group, item.order, item.activity,
                     item.digest))  # fmt: skip
         elif isinstance(item, InvalidRow):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from syncer.api.bulk import (
@@ -229,3 +230,41 @@ async def test_find_submitted_operation(api_client: ApiClient, integration: str)
         )
         is None
     )
+
+
+async def test_payloads_kept_as_text_are_sent_and_matched_as_their_values(
+    api_client: ApiClient, integration: str
+) -> None:
+    # A batch read back from the plan keeps each payload as its canonical JSON text (Payloads):
+    # the platform receives the same items, and each result is paired with its own item.
+    from syncer.models import Payloads, dumps_canonical
+
+    items = [course("t1"), course("t2", name="Two"), course("t1", name="again")]
+    texts = Payloads([dumps_canonical(item).decode() for item in items])
+    location = await api_client.submit_bulk(OperationType.IMPORT_COURSES, integration, texts)
+    await wait_for_operation(api_client, location, poll=FAST)
+    results = await fetch_item_results(api_client, location, texts)
+    assert [r.position for r in results] == [0, 1, 2]
+    assert all(r.success for r in results), results
+    assert [r.input for r in results] == items
+
+
+async def test_payloads_whose_echo_differs_in_form_are_still_matched(
+    api_client: ApiClient, integration: str
+) -> None:
+    # "progress": 100.0 comes back as 100 (JSON numbers): the texts differ from the echo, so the
+    # results are matched by value instead, each to its own item, none reported missing.
+    from syncer.models import Payloads
+
+    first = stat("c-float", "f@example.com")
+    second = stat("c-float", "g@example.com")
+    texts = [
+        orjson.dumps({**item, "progress": 100.0}, option=orjson.OPT_SORT_KEYS).decode()
+        for item in (first, second)
+    ]
+    assert '"progress":100.0' in texts[0]
+    location = await api_client.submit_bulk(OperationType.IMPORT_STATS, integration, Payloads(texts))
+    await wait_for_operation(api_client, location, poll=FAST)
+    results = await fetch_item_results(api_client, location, Payloads(texts))
+    assert [r.input["userIdentifier"] for r in results] == [first["userIdentifier"], second["userIdentifier"]]
+    assert all(r.message != MISSING_RESULT for r in results), results

@@ -276,3 +276,30 @@ def test_request_hash_is_stable_and_discriminating() -> None:
     assert len(base) == 32
     assert base != request_hash(OperationType.ARCHIVE_COURSES, items)
     assert base != request_hash(OperationType.IMPORT_COURSES, list(reversed(items)))
+
+
+def test_a_payload_kept_as_text_hashes_and_stores_as_its_values(ledger: Ledger, url: str) -> None:
+    # The plan hands apply its payloads as canonical JSON text (CanonicalJson): the request hash
+    # and the stored payload must be those of the same payload as a dict.
+    from syncer.ledger import request_hash
+    from syncer.models import CanonicalJson, dumps_canonical
+
+    payload = {"name": "Course", "externalId": "t1", "subjects": ["b", "a"], "n": 1.5}
+    as_dict = Record("acme", RecordKind.COURSE, "t1", payload, content_hash(payload), "c.csv:2")
+    text = CanonicalJson(dumps_canonical(payload).decode())
+    as_text = Record("acme", RecordKind.COURSE, "t1", text, content_hash(payload), "c.csv:2")
+    assert text == payload and dict(text) == payload
+    assert request_hash(OperationType.IMPORT_COURSES, [as_text]) == request_hash(
+        OperationType.IMPORT_COURSES, [as_dict]
+    )
+    op_id = send(ledger, OperationType.IMPORT_COURSES, [as_text])
+    items = ledger.operation_items(op_id)
+    assert [dict(i.payload) for i in items] == [payload]
+
+
+def test_writes_leave_the_pooled_connection_as_they_found_it(ledger: Ledger, url: str) -> None:
+    # Statement journals are kept in memory during a write transaction only (temp_store=MEMORY):
+    # a later read on the same pooled connection must spill its big sorts to a file again.
+    send(ledger, OperationType.IMPORT_COURSES, [course("a"), course("b")])
+    with ledger.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 0
