@@ -10,6 +10,7 @@ and keeps the exit code.
 from __future__ import annotations
 
 import contextlib
+import gc
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -669,6 +670,17 @@ def unlock(config_path: Path) -> None:
         click.echo("no lock holder recorded")
 
 
+def tune_gc() -> None:
+    """Collect cycles less often: a plan or an apply of a million records allocates tens of
+    millions of short-lived objects, almost none of them in a reference cycle (reference counts
+    free them), and CPython's default (a collection every 700 allocations) spent 10-20% of a
+    first sync's CPU time walking them. What the imports created is frozen out of every collection.
+    """
+    gc.set_threshold(50_000, 20, 100)
+    gc.freeze()
+
+
 def main() -> None:
     """Entry point of the ``syncer`` command."""
+    tune_gc()
     cli(prog_name="syncer")
