@@ -10,6 +10,7 @@ read back (summary.py) into a Plan (plan.py). Plan files: syncer/plan/saved.py.
 
 from __future__ import annotations
 
+import ctypes
 import uuid
 from collections.abc import Iterable, Sequence
 
@@ -207,6 +208,7 @@ def plan_records(
         with ledger.translate_errors("planning"):
             conn.rollback()  # end the read transaction: the plan must not pin an old snapshot
             end_sorts(conn)  # back to the default cache while apply runs
+        _give_back_memory()
     except BaseException:
         conn.invalidate()  # its temporary tables go with it
         conn.close()
@@ -290,3 +292,18 @@ def _stage(
         tally[(name, kind, OK)] = tally.get((name, kind, OK), 0) + count + skipped
         tally[(name, kind, INVALID)] = tally.get((name, kind, INVALID), 0) + invalid
     return valid
+
+
+def _give_back_memory() -> None:
+    """Return to the system the memory the plan freed (glibc only; elsewhere a no-op).
+
+    Mapping a million rows leaves tens of megabytes free in malloc's heaps but still resident;
+    ``apply`` then allocates its batches and results on top of it. ``malloc_trim`` gives the
+    free pages back, so the apply's peak is its own working set plus what the plan keeps.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)

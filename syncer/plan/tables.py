@@ -136,6 +136,9 @@ def end_sorts(conn: Connection) -> None:
     """SQLite: back to the default cache once the plan is made; PostgreSQL: JIT back (``sort_threads``)."""
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("PRAGMA temp.cache_size=-2000")
+        # apply's first read of the batches sorts the statistics to send (product.md §4 order):
+        # with helper threads that sort held ~100 MB at once for a million statistics.
+        conn.exec_driver_sql("PRAGMA threads=0")
     elif conn.dialect.name == "postgresql":
         conn.exec_driver_sql("RESET jit")
 
