@@ -251,6 +251,7 @@ def record_item_results(
     ok: list[str] = []
     attempts: list[tuple[Any, Any]] = []  # statistics: (att_end, att_done) of each key in ``ok``
     bad: list[tuple[str, str]] = []
+    stats = op_type is OperationType.IMPORT_STATS
     done = {flag: _bound(conn, records.c.att_done, flag) for flag in (True, False)}
     for result in results:
         key = keys.get(result.position)
@@ -261,7 +262,8 @@ def record_item_results(
         )
         if result.success:
             ok.append(key)
-            attempts.append(_attempt(result.input, done))
+            if stats:
+                attempts.append(_attempt(result.input, done))
         else:
             bad.append((key, result.message or "rejected"))
     if item_rows:
@@ -273,7 +275,6 @@ def record_item_results(
             ),
             item_rows,
         )
-    stats = op_type is OperationType.IMPORT_STATS
     kind = _bound(conn, records.c.kind, RecordKind.STAT if stats else RecordKind.COURSE)
     stamp = _bound(conn, records.c.updated_at, now)
     target = 'WHERE integration = ? AND kind = ? AND "key" = ? AND last_operation_id = ?'
