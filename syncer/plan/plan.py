@@ -34,6 +34,7 @@ from syncer.models import (
     content_hash,
 )
 from syncer.plan.attempts import Prediction
+from syncer.plan.summary import API_MAXIMUM, tail_merges
 from syncer.plan.tables import OK, SENDS
 
 __all__ = ["BlockReason", "Blocker", "Plan"]
@@ -302,14 +303,10 @@ class Plan:
 
 
 _API_MAXIMUM = {
-    RecordKind.COURSE: BatchSizes().courses,
-    RecordKind.STAT: BatchSizes().stats,
-    RecordKind.ARCHIVE: BatchSizes().archives,
+    RecordKind.COURSE: API_MAXIMUM.courses,
+    RecordKind.STAT: API_MAXIMUM.stats,
+    RecordKind.ARCHIVE: API_MAXIMUM.archives,
 }
-"""The API's documented items per bulk call: a merged tail never goes beyond them."""
-
-_SMALL_TAIL = 100
-"""A last batch of at most ``size // _SMALL_TAIL`` items (1% of a batch) is a small tail."""
 
 
 def merge_tail(
@@ -323,14 +320,12 @@ def merge_tail(
     after the batch in that order: a (course, learner) pair split across them comes back together,
     its statistics still in ``firstActivityAt`` order (product.md §4).
     """
-    small = size // _SMALL_TAIL
     pending: list[tuple[OperationType, list[Record]]] = []  # not yet yielded, at most the last two
 
     def final(first: list[Record], second: list[Record] | None) -> bool:
-        # ``first`` can no longer take a tail: none fits in it, or the next batch is not one.
-        if small == 0 or len(first) >= maximum:
-            return True
-        return second is not None and (len(second) > small or len(first) + len(second) > maximum)
+        # ``first`` can no longer take a tail: none fits in it, or the next batch is not one
+        # (the rule that the plan's summary counts with too: summary.tail_merges).
+        return not tail_merges(len(first), 1 if second is None else len(second), size, maximum)
 
     for batch in batches:
         pending.append(batch)

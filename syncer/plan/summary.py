@@ -31,6 +31,7 @@ from syncer.plan.stage import Desired
 from syncer.plan.tables import DUPLICATE, INVALID, OK, SENDS, SKIPPED, UNCHANGED, Tally
 
 __all__ = [
+    "API_MAXIMUM",
     "DETAIL_LIMIT",
     "GUARD_MIN",
     "GUARD_SHARE",
@@ -39,6 +40,7 @@ __all__ = [
     "invalid_detail",
     "mass_archive_guard",
     "summarise",
+    "tail_merges",
     "tolerated_by_integration",
 ]
 
@@ -101,14 +103,34 @@ def summarise(
     )
     courses, stats = _counts(by_kind[RecordKind.COURSE.value]), _counts(by_kind[RecordKind.STAT.value])
     batches = {
-        OperationType.IMPORT_COURSES.value: -(-courses.to_send // sizes.courses),
+        OperationType.IMPORT_COURSES.value: _cut_count(courses.to_send, sizes.courses, API_MAXIMUM.courses),
         OperationType.IMPORT_STATS.value: _stat_batches(conn, s, a, name, sizes.stats)
         if stats.to_send
         else 0,
-        OperationType.ARCHIVE_COURSES.value: -(-archives // sizes.archives),
+        OperationType.ARCHIVE_COURSES.value: _cut_count(archives, sizes.archives, API_MAXIMUM.archives),
     }
     guard = mass_archive_guard(name, archives, live)
     return IntegrationSummary(name, courses, stats, archives, live, invalid, batches, guard, tuple(warnings))
+
+
+API_MAXIMUM = BatchSizes()
+"""The API's documented items per bulk call: a merged tail never goes beyond them."""
+
+SMALL_TAIL = 100
+"""A last batch of at most ``size // SMALL_TAIL`` items (1% of a batch) is a small tail."""
+
+
+def tail_merges(before: int, tail: int, size: int, maximum: int) -> bool:
+    """Whether a last batch of ``tail`` items joins the batch of ``before`` items sent before it
+    (``merge_tail`` in plan.py): it is a small tail and both fit in one call."""
+    small = size // SMALL_TAIL
+    return small > 0 and before > 0 and 0 < tail <= small and before + tail <= maximum
+
+
+def _cut_count(total: int, size: int, maximum: int) -> int:
+    """Calls for ``total`` records cut ``size`` at a time, a small tail merged (courses, archives)."""
+    full, tail = divmod(total, size)
+    return full + (1 if tail and not tail_merges(size if full else 0, tail, size, maximum) else 0)
 
 
 def _counts(found: Mapping[str, int]) -> KindCounts:
@@ -132,14 +154,14 @@ def _stat_batches(conn: Connection, s: Table, a: Table, name: str, size: int) ->
         .order_by(a.c.grp),
         execution_options={"yield_per": 5000},
     )
-    batches, filled = 0, 0
+    batches, filled, last = 0, 0, 0  # last: the size of the last batch closed
     for (count,) in pairs:
         if filled and filled + count > size:
-            batches, filled = batches + 1, 0
+            batches, filled, last = batches + 1, 0, filled
         filled += count
         while filled >= size:
-            batches, filled = batches + 1, filled - size
-    return batches + (1 if filled else 0)
+            batches, filled, last = batches + 1, filled - size, size
+    return batches + (1 if filled and not tail_merges(last, filled, size, API_MAXIMUM.stats) else 0)
 
 
 def details(

@@ -301,5 +301,22 @@ def test_a_tail_merged_back_keeps_its_pair_in_order(ledger: Ledger) -> None:
     with make_plan(ledger, None, pair, sizes=BatchSizes(stats=200)) as plan:
         batches = [b for _, b in plan.batches("acme")]
     assert [len(b) for b in batches] == [201]
+    assert plan.summary("acme").batches[OperationType.IMPORT_STATS.value] == 1  # counted as sent
     orders = [r.order for r in batches[0]]
     assert orders == sorted(orders) and len(set(orders)) == 201
+
+
+@pytest.mark.parametrize(
+    ("count", "size", "expected"),
+    [(201, 200, [201]), (203, 200, [200, 3]), (400, 200, [200, 200]), (1, 200, [1]), (5, 4, [4, 1])],
+    ids=["small-tail", "not-small", "no-tail", "one", "tiny-size"],
+)
+def test_the_summary_counts_the_calls_that_are_sent(
+    ledger: Ledger, count: int, size: int, expected: list[int]
+) -> None:
+    courses = [course(f"c{n:04}") for n in range(count)]
+    with make_plan(ledger, courses, sizes=BatchSizes(courses=size)) as plan:
+        sent = [len(b) for _, b in plan.batches("acme")]
+        counted = plan.summary("acme").batches[OperationType.IMPORT_COURSES.value]
+    assert sent == expected
+    assert counted == len(expected)
