@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -301,5 +302,6 @@ def test_writes_leave_the_pooled_connection_as_they_found_it(ledger: Ledger, url
     # Statement journals are kept in memory during a write transaction only (temp_store=MEMORY):
     # a later read on the same pooled connection must spill its big sorts to a file again.
     send(ledger, OperationType.IMPORT_COURSES, [course("a"), course("b")])
-    with ledger.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 0
+    with contextlib.ExitStack() as stack:  # every pooled connection, whichever the writes used
+        conns = [stack.enter_context(ledger.engine.connect()) for _ in range(5)]
+        assert [c.exec_driver_sql("PRAGMA temp_store").scalar() for c in conns] == [0] * 5
