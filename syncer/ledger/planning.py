@@ -19,7 +19,11 @@ from syncer.ledger.schema import records
 from syncer.ledger.writes import _upsert, bump_generations
 from syncer.models import RecordStatus
 
-__all__ = ["ADOPTED_COLUMNS", "adopt_statistics", "remember_digests"]
+__all__ = ["ADOPTED_COLUMNS", "COUNTED", "adopt_statistics", "remember_digests"]
+
+COUNTED = {"preserve_rowcount": True}
+"""Execution options of an INSERT ... SELECT whose rowcount is read: SQLAlchemy 2 reports -1 for
+an INSERT on PostgreSQL (psycopg) unless asked to keep the driver's count."""
 
 ADOPTED_COLUMNS = (
     "integration", "kind", "key", "hash", "payload", "status", "live", "origin", "source_digest",
@@ -39,10 +43,7 @@ def adopt_statistics(conn: Connection, rows: Any, integrations: Iterable[str]) -
     stmt = _upsert(conn.dialect.name, records).from_select(list(ADOPTED_COLUMNS), rows)
     try:
         bump_generations(conn, integrations)
-        # preserve_rowcount: SQLAlchemy 2 reports -1 for an INSERT ... SELECT on PostgreSQL otherwise.
-        count = conn.execute(
-            stmt.on_conflict_do_nothing(), execution_options={"preserve_rowcount": True}
-        ).rowcount
+        count = conn.execute(stmt.on_conflict_do_nothing(), execution_options=COUNTED).rowcount
         conn.commit()
     except BaseException:
         conn.rollback()

@@ -71,9 +71,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from syncer.ledger import records
+from syncer.ledger.planning import COUNTED
 from syncer.ledger.schema import foreign_attempts_table, platform_courses_table, platform_users_table
 from syncer.models import ChangeAction, Effect, RecordKind, UnsafeStat
-from syncer.plan.tables import COUNTED, json_of
+from syncer.plan.tables import json_of
 
 __all__ = ["MAX_ROUNDS", "Prediction", "Preflight", "predict"]
 

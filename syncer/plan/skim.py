@@ -19,11 +19,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from syncer.ledger import Ledger, records
+from syncer.ledger.planning import COUNTED
 from syncer.models import RecordKind, RecordStatus
 from syncer.plan.query import QueryStream
 from syncer.plan.stage import Desired, Inserter, copy_rows, copy_sql, stage_items
 from syncer.plan.streams import Selection
-from syncer.plan.tables import ALSO_MAPPED, COUNTED, INVALID, OK, Tally, analyze, digest_table
+from syncer.plan.tables import ALSO_MAPPED, INVALID, OK, Tally, analyze, digest_table
 from syncer.sources.digest import Unscannable
 
 __all__ = ["Skim", "settle_duplicates", "skim_file"]

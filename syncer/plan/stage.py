@@ -20,10 +20,11 @@ from sqlalchemy.exc import DBAPIError
 from syncer.config import Tolerance
 from syncer.errors import LedgerError
 from syncer.ledger import Ledger, operations, records
+from syncer.ledger.planning import COUNTED
 from syncer.models import InvalidRow, OperationType, Record, RecordKind, RecordStatus, StagedRow
 from syncer.plan.query import QueryStream
 from syncer.plan.streams import FileStream
-from syncer.plan.tables import COUNTED, INVALID, OK, STAGED_COLUMNS, STAGED_RECORD_COLUMNS, Tally
+from syncer.plan.tables import INVALID, OK, STAGED_COLUMNS, STAGED_RECORD_COLUMNS, Tally
 from syncer.sources.digest import Unscannable
 
 __all__ = ["Desired", "Inserter", "copy_rows", "copy_sql", "stage_all", "stage_archives", "stage_items"]

@@ -41,9 +41,6 @@ Tally = dict[tuple[str, str, str], int]
 """Staged rows per (integration, kind, state), kept as they are written: the summaries then
 need no scan of a million-row staging table."""
 
-COUNTED = {"preserve_rowcount": True}
-"""Execution options of an INSERT ... SELECT whose rowcount is read: SQLAlchemy 2 reports -1 for
-an INSERT on PostgreSQL (psycopg) unless asked to keep the driver's count."""
 
 STAGED_COLUMNS = (
     "stream", "integration", "kind", "key", "hash", "payload", "origin",
