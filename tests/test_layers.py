@@ -1,6 +1,6 @@
 """The import rule of docs/architecture.md: a stage never imports a stage above it.
 
-The stages, from the bottom: the root base modules (errors, models, version, progress,
+The stages, from the bottom: the root base modules (errors, models, version, progress, runinfo,
 resources, secrets), then config, sources, mapping, ledger, plan, api, refresh, doctor, apply,
 report, cli. A module may import its own stage and the stages below. The simulator stands apart: it imports
 only the base, and only the CLI and ``syncer.apply.sandbox`` (which only the CLI imports) may
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "syncer"
-BASE = {"errors", "models", "version", "progress", "resources", "secrets"}
+BASE = {"errors", "models", "version", "progress", "resources", "runinfo", "secrets"}
 STAGES = [
     "base",
     "config",
