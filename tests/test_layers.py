@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "syncer"
-BASE = {"errors", "models", "version", "progress", "resources", "runinfo", "secrets"}
+BASE = {"errors", "models", "version", "progress", "redaction", "resources", "runinfo", "secrets"}
 STAGES = [
     "base",
     "config",

@@ -17,7 +17,7 @@ import orjson
 
 from syncer.ledger import Ledger, RunInfo, RunStatus
 from syncer.ledger.lock import Holder, holder_alive, pid_alive, read_holders
-from syncer.report.pieces import invalid_text, number
+from syncer.report.pieces import invalid_text, key_text, number
 
 DIED = "died"
 """The status ``syncer status`` shows for a run recorded as running whose process is gone."""
@@ -214,6 +214,7 @@ def render_rejected(ledger: Ledger, fmt: str = "text", *, integration: str | Non
                     "integration": r.integration,
                     "kind": r.kind.value,
                     "key": r.key,
+                    "display_key": key_text(r.kind, r.key),
                     "origin": r.origin,
                     "message": r.message,
                     "updated_at": _when(r.updated_at),
@@ -235,6 +236,7 @@ def render_rejected(ledger: Ledger, fmt: str = "text", *, integration: str | Non
                 {
                     "integration": h.integration,
                     "key": h.key,
+                    "display_key": key_text("stat", h.key),
                     "origin": h.origin,
                     "effect": h.effect.value,
                     "reason": h.reason,
@@ -244,14 +246,20 @@ def render_rejected(ledger: Ledger, fmt: str = "text", *, integration: str | Non
         }
         return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
     lines = [f"Rejected by the API: {number(len(refused))}"]
-    lines.extend(f"  {r.integration} {r.kind.value} {r.key} ({r.origin}): {r.message}" for r in refused)
+    lines.extend(
+        f"  {r.integration} {r.kind.value} {key_text(r.kind, r.key)} ({r.origin}): {r.message}"
+        for r in refused
+    )
     lines.append(f"Invalid rows (never sent): {number(len(invalid))}")
     lines.extend(f"  {invalid_text(r)}" for r in invalid)
     lines.append(
         "Held (not sent: the platform would refuse them, or unsafe effect on its attempts): "
         f"{number(held_total)}"
     )
-    lines.extend(f"  {h.integration} stat {h.key} ({h.origin}): {h.effect.label}: {h.reason}" for h in held)
+    lines.extend(
+        f"  {h.integration} stat {key_text('stat', h.key)} ({h.origin}): {h.effect.label}: {h.reason}"
+        for h in held
+    )
     if held_total > len(held):
         lines.append(
             f"  and {number(held_total - len(held))} more (the first {number(len(held))} are listed)"

@@ -1,12 +1,16 @@
 """The plan as text (a terminal), markdown (a pull-request comment) or JSON. Layout only.
 
 The JSON form is versioned (``FORMAT_VERSION``, schemas/plan.schema.json) and is also what a
-saved plan keeps; markdown stays under ``MARKDOWN_LIMIT`` whatever the plan's size.
+saved plan keeps; markdown stays under ``MARKDOWN_LIMIT`` whatever the plan's size. Text and
+markdown carry a one-line legend of their signs and show a statistic's key as a person reads it
+(``ACME-12 · learner@x · 2025-03-01T09:00Z``); JSON keeps the key as the ledger has it and adds
+that reading as ``display_key``. With ``redact`` every e-mail address becomes its token
+(syncer/redaction.py), in every format, before markdown's size budget is counted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -23,7 +27,8 @@ from syncer.models import (
     UnsafeStat,
 )
 from syncer.plan import Blocker, Plan
-from syncer.report.pieces import HELD_WHY, held_stats, invalid_text, number, unsafe_text
+from syncer.redaction import redact_data, redact_text
+from syncer.report.pieces import HELD_WHY, held_stats, invalid_text, key_text, number, unsafe_text
 
 FORMATS = ("text", "json", "markdown")
 FORMAT_VERSION = 2
@@ -41,20 +46,54 @@ _SIGN = {
 }
 
 
-def render_plan(plan: Plan, fmt: str, *, blockers: Sequence[Blocker] = (), would_exit: int = 0) -> str:
+def render_plan(
+    plan: Plan, fmt: str, *, blockers: Sequence[Blocker] = (), would_exit: int = 0, redact: bool = False
+) -> str:
     """The plan in one of ``FORMATS``.
 
     ``blockers`` (``Plan.blockers``) and ``would_exit``, the exit code apply would end with, are
-    the CLI's verdict: shown first in text and markdown, as fields in JSON.
+    the CLI's verdict: shown first in text and markdown, as fields in JSON. ``redact``: learner
+    e-mails replaced by their tokens (``--redact``).
     """
     if fmt == "json":
-        return render_json(plan, blockers=blockers, would_exit=would_exit)
+        return render_json(plan, blockers=blockers, would_exit=would_exit, redact=redact)
     if fmt == "markdown":
-        return render_markdown(plan, blockers=blockers, would_exit=would_exit)
-    return render_text(plan, blockers=blockers, would_exit=would_exit)
+        return render_markdown(plan, blockers=blockers, would_exit=would_exit, redact=redact)
+    return render_text(plan, blockers=blockers, would_exit=would_exit, redact=redact)
 
 
 # -- pieces -------------------------------------------------------------------------------------
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _cleaner(redact: bool) -> Callable[[str], str]:
+    return redact_text if redact else _same
+
+
+def _legend(plan: Plan, sign: Callable[[str], str], word: Callable[[str], str]) -> str:
+    """The signs and words the plan uses, in one line (held and unsafe ones only when present)."""
+    parts = [
+        f"{sign('+')} new",
+        f"{sign('~')} sent again (changed, unconfirmed or retried)",
+        f"{sign('-')} archived",
+        f"{sign('=')} unchanged",
+    ]
+    if plan.unsafe_total:
+        parts.append(f"{sign('!')} unsafe effect on the platform's attempts")
+    if plan.held_total:
+        parts.append(f"{word('held')} not sent until a person decides")
+    parts.append(f"{word('invalid')} source rows never sent")
+    if any(s.courses.skipped + s.stats.skipped for s in plan.integrations):
+        parts.append(f"{word('rejected, not resent')} refused before and unchanged (--retry-rejected)")
+    return "; ".join(parts)
+
+
+def legend_text(plan: Plan) -> str:
+    """``legend: + new; ~ sent again (...); - archived; = unchanged; invalid: source rows never sent``."""
+    return "legend: " + _legend(plan, _same, lambda word: f"{word}:")
 
 
 def _statistics(count: int) -> str:
@@ -92,7 +131,7 @@ def _field_text(f: FieldChange) -> str:
 def _change_head(c: Change) -> str:
     what = f"{c.action.value}" if c.action in (ChangeAction.RESEND, ChangeAction.RETRY) else ""
     tail = f" [{what}]" if what else ""
-    return f"{_SIGN[c.action]} {c.integration} {c.kind.value} {c.key} ({c.origin}){tail}"
+    return f"{_SIGN[c.action]} {c.integration} {c.kind.value} {key_text(c.kind, c.key)} ({c.origin}){tail}"
 
 
 def drift_text(d: DriftInfo) -> str:
@@ -110,7 +149,7 @@ def drift_text(d: DriftInfo) -> str:
     if d.kind == "integration":
         outcome = "its records are sent again, courses first"
     change = f": {d.old or '(none)'} -> {d.new or '(none)'}" if d.old or d.new else ""
-    return f"{d.integration} {d.kind} {d.key}: {what}{change} ({outcome})"
+    return f"{d.integration} {d.kind} {key_text(d.kind, d.key)}: {what}{change} ({outcome})"
 
 
 def identity_lines(plan: Plan) -> list[str]:
@@ -137,8 +176,10 @@ _SENT_UNSAFE_TITLE = "Sent despite an unsafe effect (on_unsafe_change: send)"
 # -- text -----------------------------------------------------------------------------------------
 
 
-def render_text(plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int = 0) -> str:
-    """What stops apply first, one summary line per integration, then capped detail."""
+def render_text(
+    plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int = 0, redact: bool = False
+) -> str:
+    """What stops apply first, one summary line per integration, the legend, then capped detail."""
     lines = []
     if blockers:
         lines.append(f"warning: apply would exit {would_exit} with this plan, and so does plan:")
@@ -153,6 +194,7 @@ def render_text(plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int
         lines.append(f"held: {_statistics(plan.held_total)} {HELD_WHY}; apply exits 3 (listed below)")
     if not plan.has_changes:
         lines.append("No changes.")
+    lines.append(legend_text(plan))
     if plan.changes:
         lines += ["", f"Changes (showing {number(len(plan.changes))} of {number(plan.changes_total)}):"]
         for change in plan.changes:
@@ -183,10 +225,15 @@ def render_text(plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int
         # Last: on a terminal the end of the output is what stays in sight.
         lines += ["", f"Held statistics (showing {number(len(held))} of {number(plan.held_total)}):"]
         lines.extend(f"  {unsafe_text(u)}" for u in held)
-    return "\n".join(lines) + "\n"
+    return _cleaner(redact)("\n".join(lines) + "\n")
 
 
 # -- markdown -------------------------------------------------------------------------------------
+
+
+def legend_markdown(plan: Plan) -> str:
+    """The legend as one small line under the summary table."""
+    return "<sub>Legend: " + _legend(plan, lambda sign: f"`{sign}`", lambda word: f"**{word}**:") + "</sub>"
 
 
 def _md(text: str) -> str:
@@ -195,7 +242,8 @@ def _md(text: str) -> str:
 
 
 def _md_change(c: Change) -> str:
-    head = f"- `{_SIGN[c.action]}` **{_md(c.integration)}** {c.kind.value} `{_md(c.key)}` ({_md(c.origin)})"
+    key = _md(key_text(c.kind, c.key))
+    head = f"- `{_SIGN[c.action]}` **{_md(c.integration)}** {c.kind.value} `{key}` ({_md(c.origin)})"
     if c.action in (ChangeAction.RESEND, ChangeAction.RETRY):
         head += f" _{c.action.value}_"
     if c.fields:
@@ -207,7 +255,7 @@ def _md_change(c: Change) -> str:
 
 def _md_unsafe(stat: UnsafeStat) -> str:
     return (
-        f"- `!` **{_md(stat.integration)}** stat `{_md(stat.key)}` ({_md(stat.origin)}): "
+        f"- `!` **{_md(stat.integration)}** stat `{_md(key_text('stat', stat.key))}` ({_md(stat.origin)}): "
         f"_{stat.effect.label}_: {_md(stat.reason)}"
     )
 
@@ -235,9 +283,17 @@ def _bounded(lines: Iterable[str], budget: int, total: int, noun: str) -> tuple[
 
 
 def render_markdown(
-    plan: Plan, *, limit: int = MARKDOWN_LIMIT, blockers: Sequence[Blocker] = (), would_exit: int = 0
+    plan: Plan,
+    *,
+    limit: int = MARKDOWN_LIMIT,
+    blockers: Sequence[Blocker] = (),
+    would_exit: int = 0,
+    redact: bool = False,
 ) -> str:
-    """A pull-request comment: summary table, then detail in <details>; never over ``limit``."""
+    """A pull-request comment: warnings first (what apply would stop at or end in failure for,
+    held statistics, the mass-archive guard, sources without rows), the summary table and its
+    legend, then detail in <details>; never over ``limit``."""
+    clean = _cleaner(redact)
     head = ["### syncer plan", ""]
     if blockers:
         head.append(
@@ -259,6 +315,12 @@ def render_markdown(
             "platform's attempts (`on_unsafe_change: send`).",
             "",
         ]
+    # The guard, when no blocker says it already (--allow-mass-archive), and sources without rows.
+    blocked = {b.integration for b in blockers if b.reason.value == "mass_archive"}
+    notes = [f"> **Guard:** {_md(s.guard)}" for s in plan.integrations if s.guard and s.name not in blocked]
+    notes += [f"> **Warning:** {_md(w)}" for s in plan.integrations for w in s.warnings]
+    if notes:
+        head += [*notes, ""]
     head += [
         "| integration | courses | stats | held | archives | invalid |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -269,12 +331,10 @@ def render_markdown(
         stats = f"+{number(st.new)} ~{number(_sent_again(st))} ={number(st.unchanged)}"
         counts = f"{number(st.held)} | {number(s.archives)} | {number(s.invalid)}"
         head.append(f"| {_md(s.name)} | {courses} | {stats} | {counts} |")
-    head.append("")
-    head.extend(f"> **Guard:** {_md(s.guard)}" for s in plan.integrations if s.guard)
-    head.extend(f"> **Warning:** {_md(w)}" for s in plan.integrations for w in s.warnings)
+    head += ["", legend_markdown(plan), ""]
     head.extend(f"> {_md(line)}" for line in identity_lines(plan))
     head.append("**No changes.**" if not plan.has_changes else f"**{number(plan.changes_total)} changes.**")
-    text = "\n".join(head) + "\n"
+    text = clean("\n".join(head) + "\n")
     # Held statistics first: a person must decide on them. Each section may use its share of
     # what the sections before it left.
     held, sent_unsafe = held_stats(plan), _sent_unsafe(plan)
@@ -283,7 +343,7 @@ def render_markdown(
         sections.append(
             (
                 f"Held statistics ({number(plan.held_total)})",
-                map(_md_unsafe, held),
+                map(clean, map(_md_unsafe, held)),
                 plan.held_total,
                 "held statistics",
             )
@@ -292,7 +352,7 @@ def render_markdown(
         sections.append(
             (
                 f"Changes ({number(plan.changes_total)})",
-                map(_md_change, plan.changes),
+                map(clean, map(_md_change, plan.changes)),
                 plan.changes_total,
                 "changes",
             )
@@ -301,7 +361,7 @@ def render_markdown(
         sections.append(
             (
                 f"{_SENT_UNSAFE_TITLE} ({number(sent_unsafe_total)})",
-                map(_md_unsafe, sent_unsafe),
+                map(clean, map(_md_unsafe, sent_unsafe)),
                 sent_unsafe_total,
                 "statistics",
             )
@@ -310,7 +370,7 @@ def render_markdown(
         sections.append(
             (
                 f"Invalid rows ({number(plan.invalid_total)})",
-                map(_md_invalid, plan.invalid_rows),
+                map(clean, map(_md_invalid, plan.invalid_rows)),
                 plan.invalid_total,
                 "rows",
             )
@@ -319,7 +379,7 @@ def render_markdown(
         sections.append(
             (
                 f"Drift found by the last refresh ({number(len(plan.drift))})",
-                (f"- {_md(drift_text(d))}" for d in plan.drift),
+                (clean(f"- {_md(drift_text(d))}") for d in plan.drift),
                 len(plan.drift),
                 "differences",
             )
@@ -352,10 +412,17 @@ def _counts(c: KindCounts) -> dict[str, int]:
     }
 
 
-def plan_data(plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int = 0) -> dict[str, Any]:
-    """The plan as JSON-ready data (``format_version: 2``; see schemas/plan.schema.json)."""
-    return {
+def plan_data(
+    plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int = 0, redact: bool = False
+) -> dict[str, Any]:
+    """The plan as JSON-ready data (``format_version: 2``; see schemas/plan.schema.json).
+
+    Each key comes as the ledger has it (``key``) and as a person reads it (``display_key``).
+    ``redact``: every e-mail address in it replaced by its token, keys included (``redacted``).
+    """
+    data = {
         "format_version": FORMAT_VERSION,
+        "redacted": redact,
         "ledger_generation": plan.generation,
         "ledger_generations": dict(plan.generations),
         "has_changes": plan.has_changes,
@@ -383,6 +450,7 @@ def plan_data(plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int =
                 "integration": c.integration,
                 "kind": c.kind.value,
                 "key": c.key,
+                "display_key": key_text(c.kind, c.key),
                 "action": c.action.value,
                 "origin": c.origin,
                 "fields": [{"field": f.field, "old": f.old, "new": f.new} for f in c.fields],
@@ -398,6 +466,7 @@ def plan_data(plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int =
                 "field": r.field,
                 "reason": r.reason,
                 "key": r.key,
+                "display_key": None if r.key is None else key_text(r.kind, r.key),
             }
             for r in plan.invalid_rows
         ],
@@ -407,6 +476,7 @@ def plan_data(plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int =
             {
                 "integration": u.integration,
                 "key": u.key,
+                "display_key": key_text("stat", u.key),
                 "origin": u.origin,
                 "action": u.action.value,
                 "effect": u.effect.value,
@@ -418,11 +488,14 @@ def plan_data(plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int =
         "renamed": [{"from": old, "to": new} for new, old in plan.renamed.items()],
         "orphans": list(plan.orphans),
         "drift_total": len(plan.drift),
-        "drift": [asdict(d) for d in plan.drift[:DRIFT_LIMIT]],
+        "drift": [{**asdict(d), "display_key": key_text(d.kind, d.key)} for d in plan.drift[:DRIFT_LIMIT]],
     }
+    return redact_data(data) if redact else data
 
 
-def render_json(plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int = 0) -> str:
+def render_json(
+    plan: Plan, *, blockers: Sequence[Blocker] = (), would_exit: int = 0, redact: bool = False
+) -> str:
     """The plan as indented JSON."""
-    data = plan_data(plan, blockers=blockers, would_exit=would_exit)
+    data = plan_data(plan, blockers=blockers, would_exit=would_exit, redact=redact)
     return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"

@@ -135,7 +135,7 @@ def test_an_edit_of_a_completed_attempt_is_held_in_every_format(demo: Path) -> N
     assert lines[2] == "No changes."
     section = lines.index(f"Held statistics (showing {held + 1} of {held + 1}):")
     assert (
-        '  ! acme stat ["externalId","ACME-020","mail","learner01@acme.example","2025-07-13T05:35:00.000Z"] '
+        "  ! acme stat ACME-020 · learner01@acme.example · 2025-07-13T05:35Z "
         "(stats.csv:2): duplicate: the attempt of learner01@acme.example on ACME-020 started "
         "2025-07-13T05:35Z is completed on the platform; sending the change would open a second attempt"
     ) in lines[section + 1 :]

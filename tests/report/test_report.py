@@ -156,6 +156,10 @@ def test_plan_data_is_plain_json() -> None:
 ANN = '["externalId","ACME-12","mail","ann@acme.example","2025-03-01T09:00:00.000Z"]'
 BOB = '["externalId","ACME-12","mail","bob@acme.example","2025-03-01T09:00:00.000Z"]'
 CAT = '["externalId","GLO-1","mail","cat@globex.example","2025-04-02T10:00:00.000Z"]'
+# As text and markdown show them (JSON: display_key).
+ANN_SHOWN = "ACME-12 · ann@acme.example · 2025-03-01T09:00Z"
+BOB_SHOWN = "ACME-12 · bob@acme.example · 2025-03-01T09:00Z"
+CAT_SHOWN = "GLO-1 · cat@globex.example · 2025-04-02T10:00Z"
 DUPLICATE = (
     "the attempt of ann@acme.example on ACME-12 started 2025-03-01T09:00Z is completed on the platform; "
     "sending the change would open a second attempt"
@@ -197,13 +201,13 @@ def test_text_shows_held_statistics_with_their_reason() -> None:
         "its attempts is unsafe; apply exits 3 (listed below)",
     ]
     sent = lines.index("Sent despite an unsafe effect (on_unsafe_change: send) (showing 1 of 1):")
-    assert lines[sent + 1] == f"  ! globex stat {CAT} (g.csv:2): undefined: {UNDEFINED}"
+    assert lines[sent + 1] == f"  ! globex stat {CAT_SHOWN} (g.csv:2): undefined: {UNDEFINED}"
     # Last, where a terminal leaves the eye.
     assert lines[-4:] == [
         "",
         "Held statistics (showing 2 of 3):",
-        f"  ! acme stat {ANN} (stats.csv:43): duplicate: {DUPLICATE}",
-        f"  ! acme stat {BOB} (stats.csv:44): overwrites another attempt: {OVERWRITES}",
+        f"  ! acme stat {ANN_SHOWN} (stats.csv:43): duplicate: {DUPLICATE}",
+        f"  ! acme stat {BOB_SHOWN} (stats.csv:44): overwrites another attempt: {OVERWRITES}",
     ]
 
 
@@ -227,11 +231,11 @@ def test_markdown_warns_first_and_lists_held_statistics() -> None:
     assert "| globex | +0 ~0 =0 | +0 ~1 =0 | 0 | 0 | 0 |" in text
     held = text.index("<details><summary>Held statistics (3)</summary>")
     assert held < text.index("<details><summary>Changes (")
-    ann = f"- `!` **acme** stat `{ANN}` (stats.csv:43): _duplicate_: {DUPLICATE}"
+    ann = f"- `!` **acme** stat `{ANN_SHOWN}` (stats.csv:43): _duplicate_: {DUPLICATE}"
     assert text.index(ann) > held
     assert "- … and 1 more held statistics" in text
     assert "<details><summary>Sent despite an unsafe effect (on_unsafe_change: send) (1)</summary>" in text
-    assert f"- `!` **globex** stat `{CAT}` (g.csv:2): _undefined_: {UNDEFINED}" in text
+    assert f"- `!` **globex** stat `{CAT_SHOWN}` (g.csv:2): _undefined_: {UNDEFINED}" in text
 
 
 def test_markdown_of_a_million_held_statistics_stays_bounded() -> None:
@@ -269,6 +273,7 @@ def test_json_lists_unsafe_statistics_and_validates() -> None:
         {
             "integration": "acme",
             "key": ANN,
+            "display_key": ANN_SHOWN,
             "origin": "stats.csv:43",
             "action": "changed",
             "effect": "duplicate",
@@ -278,6 +283,7 @@ def test_json_lists_unsafe_statistics_and_validates() -> None:
         {
             "integration": "globex",
             "key": CAT,
+            "display_key": CAT_SHOWN,
             "origin": "g.csv:2",
             "action": "changed",
             "effect": "undefined",
@@ -327,8 +333,8 @@ def test_run_summary_shows_held_and_points_to_rejected() -> None:
         "on its attempts is unsafe):"
     )
     assert lines[start + 1 : start + 4] == [
-        f"  ! acme stat {ANN} (stats.csv:43): duplicate: {DUPLICATE}",
-        f"  ! acme stat {BOB} (stats.csv:44): overwrites another attempt: {OVERWRITES}",
+        f"  ! acme stat {ANN_SHOWN} (stats.csv:43): duplicate: {DUPLICATE}",
+        f"  ! acme stat {BOB_SHOWN} (stats.csv:44): overwrites another attempt: {OVERWRITES}",
         "  and 1 more",
     ]
     assert lines[-1] == "held statistics: see `syncer rejected CONFIG`"
@@ -404,8 +410,8 @@ def test_rejected_lists_held_statistics(ledger: Ledger) -> None:
         "Invalid rows (never sent): 1",
         "  stats.csv:43  acme stat  progress: 150 is greater than the maximum of 100",
         "Held (not sent: the platform would refuse them, or unsafe effect on its attempts): 2",
-        f"  acme stat {ANN} (stats.csv:43): duplicate: {DUPLICATE}",
-        f"  acme stat {BOB} (stats.csv:44): overwrites another attempt: {OVERWRITES}",
+        f"  acme stat {ANN_SHOWN} (stats.csv:43): duplicate: {DUPLICATE}",
+        f"  acme stat {BOB_SHOWN} (stats.csv:44): overwrites another attempt: {OVERWRITES}",
     ]
     data = json.loads(render_rejected(ledger, "json"))
     assert data["held_total"] == 2
@@ -413,6 +419,7 @@ def test_rejected_lists_held_statistics(ledger: Ledger) -> None:
         {
             "integration": "acme",
             "key": ANN,
+            "display_key": ANN_SHOWN,
             "origin": "stats.csv:43",
             "effect": "duplicate",
             "reason": DUPLICATE,
@@ -420,6 +427,7 @@ def test_rejected_lists_held_statistics(ledger: Ledger) -> None:
         {
             "integration": "acme",
             "key": BOB,
+            "display_key": BOB_SHOWN,
             "origin": "stats.csv:44",
             "effect": "overwrites_another",
             "reason": OVERWRITES,
