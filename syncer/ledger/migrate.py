@@ -102,7 +102,7 @@ def alembic_config(url: str | None = None) -> Any:
     return cfg
 
 
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 """The newest migration in migrations/versions (a test checks): a ledger already there opens
 without importing Alembic (a tenth of a second on every command)."""
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -85,6 +86,11 @@ class ItemStatus(StrEnum):
 
     SUCCESS = "success"
     ERROR = "error"
+
+
+SYNCED_ONLY = text(f"status = '{RecordStatus.SYNCED.value}'")
+"""The condition of the partial digest index; a query that should use the index states it as
+written here (``synced_only``), not with a bound parameter, which SQLite cannot match to it."""
 
 
 def _enum(cls: type[StrEnum]) -> Enum:
@@ -201,10 +207,18 @@ class RecordRow(Base):
     __table_args__ = (
         UniqueConstraint("integration", "kind", "key"),
         # The planner's look-up by source digest (rows unchanged since they were sent are not
-        # mapped again); status and live make it covering, so no table row is read. A digest is
-        # keyed by its integration and kind (syncer/sources/digest.py): they need not be in the index,
-        # whose probes are then twice as fast.
-        Index("ix_records_source_digest", "source_digest", "status", "live"),
+        # mapped again); live makes it covering, so no table row is read. A digest is keyed by
+        # its integration and kind (syncer/sources/digest.py): they need not be in the index,
+        # whose probes are then twice as fast. Synced records only (migration 0008): a digest is
+        # a hash, so every entry lands on a random page; a pending record would have one written
+        # on its insert and moved again when synced.
+        Index(
+            "ix_records_synced_digest",
+            "source_digest",
+            "live",
+            sqlite_where=SYNCED_ONLY,
+            postgresql_where=SYNCED_ONLY,
+        ),
         # The attempt prediction reads the other statistics of a (course, learner) pair.
         Index("ix_records_pair", "integration", "kind", "grp"),
     )
