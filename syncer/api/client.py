@@ -21,12 +21,13 @@ never appears in any message or repr.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -39,6 +40,8 @@ from syncer.errors import ApiError, ApiUnavailable, SubmissionLost, SyncerError
 from syncer.models import OperationStatus, OperationType, Payloads
 
 __all__ = ["ApiClient", "operation_id"]
+
+log = logging.getLogger(__name__)
 
 API_VERSION = "v2.0"
 TOKEN_PATH = "/api/v2/oauth2/token"
@@ -105,6 +108,9 @@ class _Response:
 
 class ApiClient:
     """Async client of the 360Learning API v2; use as ``async with ApiClient(api) as client``."""
+
+    answers_429: ClassVar[int] = 0
+    """429 answers received by every client of this process (a run's metrics take the difference)."""
 
     def __init__(
         self,
@@ -343,6 +349,7 @@ class ApiClient:
                         code=err.code,
                         retry_after=err.retry_after,
                     ) from err
+                _log_retry(method, url, err, delay, attempt + 1, deadline - loop.time() - delay, self._api)
                 await asyncio.sleep(delay)
 
     async def _request(
@@ -383,6 +390,8 @@ class ApiClient:
             )
         code, message = _error_of(data, text)
         detail = self._scrub(f"{where} -> {status} {code or ''}: {message}".replace("  ", " "))
+        if status == 429:
+            ApiClient.answers_429 += 1
         if status == 429 and code == "bulkOperationsConcurrencyLimitReached":
             self._concurrency_refusals += 1
         if status == 429 or status >= 500:
@@ -492,6 +501,45 @@ class ApiClient:
             if secret:
                 message = message.replace(secret, "***")
         return message
+
+
+def _log_retry(
+    method: str, url: str, err: ApiUnavailable, delay: float, attempt: int, left: float, api: ApiConfig
+) -> None:
+    """Log one retry: what failed (method, host and path, status or error), the wait, and which
+    attempt comes next with how much of the time budget (``api.retry_seconds``) is left after it."""
+    host, path = urlsplit(url).netloc.rsplit("@", 1)[-1], _path(url)
+    where, text = f"{method} {path}", str(err)
+    reason = next(
+        (text[len(where) + len(sep) :] for sep in (": ", " -> ") if text.startswith(where + sep)), text
+    )
+    after = str(err.status) if err.status else reason.rsplit(": ", 1)[-1].split(" (", 1)[0]  # cannot connect
+    log.warning(
+        "%s %s%s: %s; retrying in %.1f s (attempt %d, %s s of the %g s retry budget left)",
+        method,
+        host,
+        path,
+        reason,
+        delay,
+        attempt,
+        f"{max(0.0, left):.{0 if left >= 10 else 1}f}",
+        api.retry_seconds,
+        extra={
+            "method": method,
+            "api_host": host,
+            "path": path,
+            "status": err.status,
+            "error": reason,
+            "wait_seconds": round(delay, 3),
+            "attempt": attempt,
+            "retry_budget_left_seconds": round(max(0.0, left), 1),
+            "retry_seconds": api.retry_seconds,
+            # For the terminal's display: a countdown until the next attempt.
+            "_wait": delay,
+            "_wait_key": f"retry {method} {path}",
+            "_status": f"retrying in {{left}} s after {after} ({method} {host}{path}, attempt {attempt})",
+        },
+    )
 
 
 def _lost(what: str, *, status: int | None = None, code: str | None = None) -> SubmissionLost:

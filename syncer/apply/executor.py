@@ -28,7 +28,7 @@ from syncer.apply.outcome import IntegrationOutcome, RunReport
 from syncer.errors import ApiError, InterruptedRunError, SubmissionLost, SyncerError
 from syncer.ledger import Ledger, OperationInfo
 from syncer.models import ItemResult, OperationStatus, OperationType, Payloads, Record
-from syncer.progress import Progress, event
+from syncer.progress import Progress, event, log_fields
 
 T = TypeVar("T")
 
@@ -38,6 +38,13 @@ executor reaches STEP (after_prepare, after_submit, while_polling, after_results
 reliability suite use it; nothing else ever sets it."""
 
 _crash_counts: dict[str, int] = {}
+
+_PHASES = {
+    OperationType.IMPORT_COURSES: ("importing courses", "courses"),
+    OperationType.IMPORT_STATS: ("sending statistics", "statistics"),
+    OperationType.ARCHIVE_COURSES: ("archiving courses", "courses"),
+}
+"""Each phase's label and unit on the progress display."""
 
 
 def _crash_point(step: str) -> None:
@@ -132,13 +139,55 @@ class Executor:
         self._submitting = False  # a free slot is being filled: followers let it go first
         self._changed = asyncio.Event()
         self._failure: BaseException | None = None
-        self._ops_bar = progress.task("operations finished")
-        self._records_bar: int | None = None
+        # Progress display: one counter per phase (integration, type), moved by the operations'
+        # own progress while they run; the operations; those an earlier run left in flight.
+        self._ops_bar: int | None = None
+        self._resume_bar: int | None = None
+        self._phase_bars: dict[tuple[str, OperationType], int] = {}
+        self._phase_left: dict[int, int] = {}  # records each phase counter still expects
+        self._phase_of: dict[str, int] = {}  # Location -> its phase's counter
+        self._shown: dict[str, int] = {}  # Location -> its records shown as done
+        self._resumed_ids: set[int] = set()
 
-    def expect_records(self, total: int) -> None:
-        """Show a counter of the records the plan sends, advanced as their results are recorded."""
-        if total and self._records_bar is None:
-            self._records_bar = self._progress.task("records applied", total=total)
+    def expect(self, phases: Sequence[tuple[str, OperationType, int, int]]) -> None:
+        """Show the plan's phases: ``(integration, type, records, operations)``, each a counter of
+        its records with the plan's total, and one counter of the operations."""
+        operations = 0
+        for integration, op_type, count, ops in phases:
+            if count:
+                label, unit = _PHASES[op_type]
+                handle = self._progress.task(f"{integration}: {label}", total=count, unit=unit)
+                self._phase_bars[(integration, op_type)] = handle
+                self._phase_left[handle] = count
+                operations += ops
+        if operations:
+            self._ops_bar = self._progress.task("operations finished", total=operations, unit="operations")
+
+    def expect_resumed(self, count: int) -> None:
+        """Show a counter of the operations an earlier run left in flight, followed first."""
+        if count:
+            self._resume_bar = self._progress.task(
+                "finishing operations left in flight", total=count, unit="operations"
+            )
+
+    def _show_progress(self, location: str, operation: Mapping[str, Any], items: int, *, final: bool) -> None:
+        """Move the operation's phase counter to its ``progress.index`` (to its end when ``final``)."""
+        handle = self._phase_of.get(location)
+        if handle is None:
+            return
+        progress = operation.get("progress")
+        index = progress.get("index") if isinstance(progress, Mapping) else None
+        done = items if final else min(items, index) if isinstance(index, int) and index > 0 else 0
+        step = done - self._shown.get(location, 0)
+        if step > 0:
+            self._shown[location] = done
+            self._progress.advance(handle, step)
+            self._phase_left[handle] -= step
+            if self._phase_left[handle] <= 0:
+                self._progress.done(handle)
+        if final:
+            self._phase_of.pop(location, None)
+            self._shown.pop(location, None)
 
     @property
     def in_flight(self) -> int:
@@ -208,9 +257,18 @@ class Executor:
             await self._changed.wait()
 
     async def _wait_for_slot(self, *, look: bool = True) -> None:
-        await self._wait_until(
-            lambda: self._unfinished < self._slots and len(self._followers) < 2 * self._slots
-        )
+        def free() -> bool:
+            return self._unfinished < self._slots and len(self._followers) < 2 * self._slots
+
+        if not free():
+            unrecorded = len(self._followers) - self._unfinished
+            self._progress.waiting(
+                f"waiting for a slot: {self._unfinished} operations unfinished"
+                + (f", {unrecorded} being recorded" if unrecorded > 0 else ""),
+                key="slot",
+            )
+        await self._wait_until(free)
+        self._progress.waiting(None, key="slot")
         await self._governor.acquire(look=look)  # held until the operation is seen finished
 
     async def _take(
@@ -230,6 +288,7 @@ class Executor:
     ) -> None:
         """Submit every batch of one integration in order; a change of operation type waits for
         the integration's own operations (other integrations' streams keep the slots busy)."""
+        log_fields(integration=integration)  # this stream's task: its log lines name it
         ready: asyncio.Queue[_Prepared | None] = asyncio.Queue(self._ahead)
         producer = asyncio.create_task(self._prepare_ahead(integration, iter(batches), ready))
         self._producers[integration] = producer
@@ -329,6 +388,8 @@ class Executor:
             type=op_type.value,
             items=len(payloads),
         )
+        if (integration, op_type) in self._phase_bars:
+            self._phase_of[location] = self._phase_bars[(integration, op_type)]
         self._follow(op_id, integration, location, payloads)
 
     # -- following -------------------------------------------------------------------------
@@ -344,6 +405,7 @@ class Executor:
     async def _track(
         self, op_id: int, integration: str, location: str, payloads: Sequence[Mapping[str, Any]]
     ) -> None:
+        log_fields(integration=integration, operation=operation_id(location))  # this follower's lines
         final = await self._wait_end(location, len(payloads))
         self._unfinished -= 1  # the server's slot is free: the next batch may go now
         self._governor.release()
@@ -373,12 +435,15 @@ class Executor:
     async def _wait_end(self, location: str, items: int) -> dict[str, Any]:
         """Poll until the operation is completed or in error, pacing by its estimated end."""
 
-        def polled(_: Mapping[str, Any]) -> None:
+        def polled(operation: Mapping[str, Any]) -> None:
             _crash_point("while_polling")
+            self._show_progress(location, operation, items, final=False)
 
-        return await wait_for_operation(
+        final = await wait_for_operation(
             self._client, location, poll=self._poll, on_progress=polled, items=items
         )
+        self._show_progress(location, final, items, final=True)
+        return final
 
     def _count(self, finished: _Finished) -> None:
         outcome = self._outcome(finished.integration)
@@ -389,9 +454,9 @@ class Executor:
             ok = sum(1 for r in finished.results if r.success)
             outcome.synced += ok
             outcome.rejected += len(finished.results) - ok
-            if self._records_bar is not None:
-                self._progress.advance(self._records_bar, len(finished.results))
-        self._progress.advance(self._ops_bar)
+        bar = self._resume_bar if finished.op_id in self._resumed_ids else self._ops_bar
+        if bar is not None:
+            self._progress.advance(bar)
         event(
             f"operation {finished.status.value} for {finished.integration}",
             integration=finished.integration,
@@ -432,6 +497,7 @@ class Executor:
             await self._in_ledger(self._ledger.mark_submitted, op.id, location, operation_id(location))
             event(f"adopted a lost submission as {operation_id(location)}", integration=op.integration)
         await self._wait_for_slot(look=False)  # already on the platform: it counts there
+        self._resumed_ids.add(op.id)
         self._report.resumed += 1
         self._unfinished += 1
         self._report.peak_in_flight = max(self._report.peak_in_flight, self._unfinished)
@@ -441,6 +507,9 @@ class Executor:
         """Wait for everything in flight, then stop the ledger thread."""
         try:
             await self.drain()
+            for bar in (self._resume_bar, self._ops_bar, *self._phase_bars.values()):
+                if bar is not None:
+                    self._progress.done(bar)  # (done twice is nothing)
         finally:
             self._writer.shutdown(wait=True)
             await self._governor.close()

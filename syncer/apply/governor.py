@@ -46,6 +46,8 @@ CHECK_SECONDS = 10.0
 """The longest a runner goes on trusting its last count of the platform's unfinished operations."""
 FULL_CHECK_SECONDS = 0.5
 """How often the platform's operations are counted again while they fill its limit."""
+SLOW_WRITE_SECONDS = 1.0
+"""A wait for a write's turn on the shared clock longer than this is logged."""
 _UNFINISHED = (OperationStatus.PENDING, OperationStatus.QUEUED, OperationStatus.RUNNING)
 # Operations older than this are not looked for: none stays unfinished that long.
 _LOOKBACK = timedelta(days=1)
@@ -67,7 +69,7 @@ class Governor:
         self._refusals_seen = 0
         self._full = False
         self._closed = False
-        self._announced = False
+        self._counted = 0  # the platform's unfinished operations at the last count
 
     @classmethod
     def open(cls, ledger: Ledger, api: ApiConfig) -> Governor:
@@ -103,6 +105,7 @@ class Governor:
 
     async def acquire(self, *, look: bool = True) -> None:
         """Wait for a slot; ``look=False`` for an operation already on the platform (a resume)."""
+        waiting_since: float | None = None  # for the log lines only
         while True:
             if len(self._held) < self._slots:
                 taken = (-1, True) if self._shared is None else await self._call(self._shared.try_take)
@@ -111,17 +114,48 @@ class Governor:
                     # A slot whose holder died may still have its operation running: look now.
                     if not look or await self._platform_has_room(force=not clean):
                         self._held.append(slot)
+                        if waiting_since is not None:
+                            self._log_wait_end(waiting_since)
                         return
                     self._give_back(slot, clean=False)  # the next taker looks too
-                if not self._announced:
-                    # Once a run: a cron log shows why this run is slower than usual.
-                    event("waiting for an operation slot: the platform's limit is in use by others")
-                    self._announced = True
+                if waiting_since is None:
+                    # Each wait: a cron log shows why this run is slower than usual.
+                    waiting_since = asyncio.get_running_loop().time()
+                    self._log_wait_start(shared_full=taken is None)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(POLL_SECONDS * (0.5 + random.random())):
                         await self._wait_freed()
             else:
                 await self._wait_freed()
+
+    def _log_wait_start(self, *, shared_full: bool) -> None:
+        if shared_full:
+            why = (
+                f"the platform's {self._slots} slots are all taken ({len(self._held)} by this run, "
+                "the others by other runners of this platform)"
+            )
+        else:
+            why = (
+                f"{self._counted} operations unfinished on the platform (limit {self._slots}; "
+                f"{len(self._held)} of them this run's): other runners or tools"
+            )
+        event(
+            f"waiting for an operation slot: {why}",
+            held=len(self._held),
+            slots=self._slots,
+            unfinished=None if shared_full else self._counted,
+            _wait=None,
+            _wait_key="governor",
+        )
+
+    def _log_wait_end(self, since: float) -> None:
+        waited = asyncio.get_running_loop().time() - since
+        event(
+            f"got an operation slot after {waited:.1f} s",
+            waited_seconds=round(waited, 3),
+            _wait=0,
+            _wait_key="governor",
+        )
 
     async def _wait_freed(self) -> None:
         self._freed.clear()
@@ -146,6 +180,15 @@ class Governor:
         if self._shared is None or self._closed:
             return  # closed: the run is over and sends nothing more
         wait = await self._call(self._shared.reserve_write)
+        if wait >= SLOW_WRITE_SECONDS:  # the usual spacing (a tenth of a second) is not news
+            event(
+                f"waiting {wait:.1f} s for this write's turn on the platform's shared write clock "
+                f"({len(self._held)} slots held by this run; other runners write too)",
+                wait_seconds=round(wait, 3),
+                _wait=wait,
+                _wait_key="write clock",
+                _status="waiting {left} s for a write's turn (shared with other runners)",
+            )
         if wait > 0:
             await asyncio.sleep(wait)
 
@@ -175,6 +218,7 @@ class Governor:
                 event(f"could not count the platform's unfinished operations: {exc}")
             self._full = False
             return True
+        self._counted = count  # for the log lines only
         self._full = count >= self._slots
         return not self._full
 

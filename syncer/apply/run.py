@@ -25,8 +25,9 @@ from syncer.config import Config
 from syncer.errors import GuardError, InterruptedRunError, SyncerError, outcome_of
 from syncer.ledger import Ledger, RunStatus
 from syncer.ledger.identity import settle_renames
+from syncer.models import OperationType
 from syncer.plan import Plan, build_plan, select_integrations
-from syncer.progress import NullProgress, Progress, event, log
+from syncer.progress import NullProgress, Progress, announce, event, log
 from syncer.refresh import RefreshReport, list_learners, refresh_integrations
 from syncer.refresh.reads import find_integration
 
@@ -75,13 +76,14 @@ async def apply_config(
             governor=Governor.open(ledger, config.api),  # limits shared with the platform's runners
         )
         try:
-            for op in ledger.unfinished_operations():
-                if op.integration in names:
-                    await executor.resume(op)
+            left = [op for op in ledger.unfinished_operations() if op.integration in names]
+            executor.expect_resumed(len(left))
+            for op in left:
+                await executor.resume(op)
             await executor.drain()
             report.refresh = await refresh_unknown(client, config, ledger, names, progress)
             with build_plan(
-                config, ledger, integrations=names, retry_rejected=options.retry_rejected
+                config, ledger, integrations=names, retry_rejected=options.retry_rejected, progress=progress
             ) as plan:
                 report.plan = plan
                 _check_guards(plan, options)
@@ -107,7 +109,8 @@ async def apply_config(
                     for warning in summary.warnings:  # a source that gave no rows (plan/build.py)
                         log.warning("%s", warning, extra={"integration": summary.name})
                 _log_unsafe(plan)
-                executor.expect_records(plan.changes_total)
+                _announce_plan(plan)  # before anything is sent
+                executor.expect(_phases(plan))
                 streams = []
                 for summary in plan.integrations:
                     # Resolved even with nothing to send: a given id is checked and a declared
@@ -183,6 +186,46 @@ async def refresh_unknown(
         return None
     event(f"refreshing before planning: {', '.join(stale)} (the ledger cannot speak for them)")
     return await refresh_integrations(client, config, ledger, stale, progress=progress)
+
+
+def _announce_plan(plan: Plan) -> None:
+    """One line, also on a terminal: what the run sends, in how many operations, and what it does not.
+
+    ``plan: 509 records to send in 2 operations (acme: 20 courses, 489 statistics); 5 invalid
+    rows not sent``. A plan with nothing to send is only logged: the run's summary says so.
+    """
+    total = plan.changes_total
+    operations = sum(sum(s.batches.values()) for s in plan.integrations if s.has_changes)
+    parts = []
+    for s in plan.integrations:
+        counts = [(s.courses.to_send, "courses"), (s.stats.to_send, "statistics"), (s.archives, "archives")]
+        sent = ", ".join(f"{n:,} {what}" for n, what in counts if n)
+        if sent:
+            parts.append(f"{s.name}: {sent}")
+    invalid = sum(s.invalid for s in plan.integrations)
+    held = sum(s.stats.held for s in plan.integrations)
+    not_sent = [f"{invalid:,} invalid rows"] if invalid else []
+    not_sent += [f"{held:,} statistics held"] if held else []
+    fields = {"records": total, "operations": operations, "invalid": invalid, "held": held}
+    if not total:
+        event("plan: nothing to send" + (f" ({', '.join(not_sent)} not sent)" if not_sent else ""), **fields)
+        return
+    line = f"plan: {total:,} records to send in {operations:,} operation{'s' * (operations != 1)}"
+    line += f" ({'; '.join(parts)})" + (f"; {' and '.join(not_sent)} not sent" if not_sent else "")
+    announce(line, **fields)
+
+
+def _phases(plan: Plan) -> list[tuple[str, OperationType, int, int]]:
+    """The plan's phases for the progress display: (integration, type, records, operations)."""
+    out = []
+    for s in plan.integrations:
+        for op_type, count in (
+            (OperationType.IMPORT_COURSES, s.courses.to_send),
+            (OperationType.IMPORT_STATS, s.stats.to_send),
+            (OperationType.ARCHIVE_COURSES, s.archives),
+        ):
+            out.append((s.name, op_type, count, s.batches.get(op_type.value, 0)))
+    return out
 
 
 def _log_unsafe(plan: Plan) -> None:

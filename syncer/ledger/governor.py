@@ -41,6 +41,7 @@ from sqlalchemy.pool import NullPool
 from syncer.errors import LedgerUnusableError, SyncerError
 from syncer.ledger.lock import advisory_key, lock_file_problem, take_file_lock
 from syncer.ledger.store import Ledger
+from syncer.progress import event
 
 __all__ = ["LEASE_SECONDS", "SharedLimits", "open_shared_limits", "platform_key"]
 
@@ -229,6 +230,19 @@ class _PgLimits:
         self._engine.dispose()
 
 
+SLOW_CLOCK_SECONDS = 1.0
+"""A wait for the shared write clock's file lock longer than this is logged (runners contend)."""
+
+
+def _log_slow_clock(waited: float, clock: Path) -> None:
+    if waited >= SLOW_CLOCK_SECONDS:
+        event(
+            f"waited {waited:.1f} s for the platform's shared write clock ({clock.name}): "
+            "other runners of this platform hold it",
+            waited_seconds=round(waited, 3),
+        )
+
+
 class _FileLimits:
     """File locks as slots and a next-send-time file as the write clock (SQLite, one machine)."""
 
@@ -282,8 +296,10 @@ class _FileLimits:
 
     def reserve_write(self) -> float:
         """Reserve the next send time of a write: the seconds to wait before sending it."""
+        asked = time.monotonic()
         try:
             with self._clock_lock.acquire(timeout=10):
+                _log_slow_clock(time.monotonic() - asked, self._clock)
                 try:
                     next_at = float(self._clock.read_text(encoding="ascii") or 0.0)
                 except (FileNotFoundError, ValueError):

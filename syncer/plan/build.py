@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import uuid
 from collections.abc import Iterable, Sequence
+from functools import partial
 
 from sqlalchemy import Index
 from sqlalchemy.engine import Connection
@@ -38,6 +39,7 @@ from syncer.plan.summary import (
     tolerated_by_integration,
 )
 from syncer.plan.tables import INVALID, OK, Tally, analyze, end_sorts, sort_threads, staging_tables
+from syncer.progress import NullProgress, Progress
 
 __all__ = ["build_plan", "plan_records", "select_integrations"]
 
@@ -49,8 +51,10 @@ def build_plan(
     integrations: Sequence[str] | None = None,
     retry_rejected: bool = False,
     detail_limit: int = DETAIL_LIMIT,
+    progress: Progress | None = None,
 ) -> Plan:
-    """Map every selected integration's sources and compare them with the ledger."""
+    """Map every selected integration's sources and compare them with the ledger (``progress``:
+    a counter of rows per source read, then the comparison)."""
     names = select_integrations(config, integrations)
     renamed = settle_renames(config, ledger, names)
     desired: list[Desired] = []
@@ -91,6 +95,7 @@ def build_plan(
         retry_rejected=retry_rejected,
         detail_limit=detail_limit,
         preflight=preflight,
+        progress=progress,
     )
     plan.renamed = renamed
     plan.orphans = tuple(orphaned_integrations(config, ledger))
@@ -112,8 +117,10 @@ def plan_records(
     retry_rejected: bool = False,
     detail_limit: int = DETAIL_LIMIT,
     preflight: Preflight | None = None,
+    progress: Progress | None = None,
 ) -> Plan:
     """Stage the desired records, resolve duplicates and compare with the ledger in SQL."""
+    progress = progress or NullProgress()
     desired = list(desired)
     names = list(integrations) if integrations is not None else []
     for d in desired:
@@ -133,7 +140,8 @@ def plan_records(
         skims: dict[tuple[str, RecordKind], Skim] = {}
         with ledger.translate_errors("staging records"):
             insert = Inserter(conn, staged)
-        valid = _stage(ledger, conn, insert, desired, tally, skims, plan_id)
+        valid = _stage(ledger, conn, insert, desired, tally, skims, plan_id, progress)
+        comparing = progress.task("comparing with the ledger")
         with ledger.translate_errors("planning"):
             # Covering for the ledger join: read in key order, the probes into the ledger's
             # (integration, kind, key) index go forward instead of jumping around. Built after
@@ -209,6 +217,7 @@ def plan_records(
             conn.rollback()  # end the read transaction: the plan must not pin an old snapshot
             end_sorts(conn)  # back to the default cache while apply runs
         _give_back_memory()
+        progress.done(comparing)
     except BaseException:
         conn.invalidate()  # its temporary tables go with it
         conn.close()
@@ -265,6 +274,7 @@ def _stage(
     tally: Tally,
     skims: dict[tuple[str, RecordKind], Skim],
     plan_id: str,
+    progress: Progress,
 ) -> dict[tuple[str, RecordKind], int]:
     """Fill the staging table from the mapping streams; count valid records per stream.
 
@@ -274,6 +284,10 @@ def _stage(
     valid: dict[tuple[str, RecordKind], int] = {}
     for number, d in enumerate(desired):
         name, kind = d.integration, d.kind.value
+        what = "courses" if d.kind is RecordKind.COURSE else "statistics"
+        source = repr(d.source) if d.source else "the source"
+        reading = progress.task(f"reading {source} ({name} {what})", unit="rows")
+        insert.seen = partial(progress.advance, reading)  # rows mapped, as they are staged
         skipped = 0
         if d.file is None:
             count, invalid = stage_items(ledger, insert, number, name, kind, d.items)
@@ -291,6 +305,9 @@ def _stage(
         valid[(name, d.kind)] = valid.get((name, d.kind), 0) + count + skipped
         tally[(name, kind, OK)] = tally.get((name, kind, OK), 0) + count + skipped
         tally[(name, kind, INVALID)] = tally.get((name, kind, INVALID), 0) + invalid
+        insert.seen = None
+        progress.advance(reading, invalid + skipped)  # invalid rows, and rows known unchanged
+        progress.done(reading)
     return valid
 
 

@@ -8,7 +8,7 @@ longer has are staged as archives by one INSERT ... SELECT from the ledger.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,12 +69,15 @@ class Inserter:
 
         self.table = table
         self._stream_sql: dict[tuple[int, str, str], str | None] = {}
+        self.seen: Callable[[int], object] | None = None  # told how many valid rows each insert staged
 
     def records(self, stream: int, integration: str, kind: str, rows: list[StagedRow]) -> None:
         """Insert valid records of one stream; SQLite gets the stream's constants as literals.
 
         Binding three fewer parameters per row saves a third of the insert's time.
         """
+        if self.seen is not None:
+            self.seen(len(rows))
         sql = self._stream_sql.get((stream, integration, kind), "")
         if sql == "":
             sql = self._stream_sql[(stream, integration, kind)] = self._literal_sql(stream, integration, kind)

@@ -10,14 +10,23 @@ if TYPE_CHECKING:  # the apply package pulls in aiohttp: `syncer plan` does not 
     from syncer.apply import RunReport
 
 RUN_DETAIL_LIMIT = 20
+IN_STEP = "nothing to send: the platform is in step with the sources"
+"""The first line (alone, unless invalid rows follow) of a run that had nothing to send."""
 
 
 def render_run(report: RunReport) -> str:
-    """The end-of-apply summary: per integration what was sent, synced, rejected, invalid, held."""
+    """The end-of-apply summary: per integration what was sent, synced, rejected, invalid, held.
+
+    A run that sent nothing and holds nothing back says so in its first line, alone unless there
+    are invalid rows to list: ``nothing to send: the platform is in step with the sources``.
+    """
     lines: list[str] = []
     if report.resumed:
         lines.append(f"resumed {number(report.resumed)} operation(s) left in flight by an earlier run")
-    for name, o in report.integrations.items():
+    in_step = not report.submissions and not report.resumed and not report.held
+    if in_step:
+        lines.append(f"{IN_STEP}{_invalid_note(report)}")
+    for name, o in report.integrations.items() if not in_step else ():
         tolerance = ""
         if o.invalid:
             tolerance = " (beyond tolerate_invalid)" if o.invalid_beyond_tolerance else " (tolerated)"
@@ -45,9 +54,16 @@ def render_run(report: RunReport) -> str:
         lines.append("rejected records: see `syncer rejected CONFIG`")
     if report.held:
         lines.append("held statistics: see `syncer rejected CONFIG`")
-    if not report.submissions and not report.resumed:
-        if report.held:
-            lines.append("nothing else to send")
-        else:
-            lines.append("nothing to send: the platform is in step with the sources")
+    if not report.submissions and not report.resumed and report.held:
+        lines.append("nothing else to send")
     return "\n".join(lines) + "\n"
+
+
+def _invalid_note(report: RunReport) -> str:
+    """`` (5 invalid rows, tolerated)`` when a run in step still has invalid rows, else nothing."""
+    invalid = sum(o.invalid for o in report.integrations.values())
+    if not invalid:
+        return ""
+    beyond = any(o.invalid_beyond_tolerance for o in report.integrations.values() if o.invalid)
+    verdict = "beyond tolerate_invalid" if beyond else "tolerated"
+    return f" ({number(invalid)} invalid row{'s' * (invalid != 1)}, {verdict})"
