@@ -10,16 +10,20 @@ and keeps the exit code.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from syncer.errors import ConfigError, GuardError, SyncerError
+
+if TYPE_CHECKING:
+    from syncer.report.watch import RunWatch
 
 # Every import inside a function below is there on purpose, for start-up speed: each command
 # loads only the stages it runs (asyncio, orjson, aiohttp, SQLAlchemy, the simulator), so
@@ -31,6 +35,12 @@ LOCK_TIMEOUT = click.option(
     default=0.0,
     show_default=True,
     help="Seconds to wait for another run's lock before exiting 5.",
+)
+REDACT = click.option(
+    "--redact",
+    is_flag=True,
+    help="Write learner e-mails as stable tokens (learner-<hash>) in the output and the log lines "
+    "(also `output: {redact: true}` in the config); pseudonymised, not anonymous.",
 )
 
 
@@ -90,10 +100,16 @@ class Context:
 
     debug: bool = False
     log_format: str = "text"
+    redact: bool = False  # --redact or output.redact: the final error line too
 
 
 class _Group(click.Group):
     """Maps SyncerError to its exit code and click's usage errors to exit 1; --debug keeps the code."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        # --debug and --log-format after the command too: `syncer apply CONFIG --log-format json`.
+        cmd.params.extend(_command_options())
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -136,6 +152,10 @@ def _fail(ctx: click.Context, raised: BaseException, exc: SyncerError) -> None:
         import traceback
 
         traceback.print_exception(raised, file=sys.stderr)
+    if obj is not None and obj.redact:
+        from syncer.redaction import redact_text
+
+        exc.args = (redact_text(str(exc)),)
     _print_error(exc, obj.log_format if obj is not None else "text")
     sys.exit(exc.exit_code)
 
@@ -167,19 +187,59 @@ def _print_error(exc: SyncerError, log_format: str = "text") -> None:
     click.echo(f"Error: {exc}", err=True)
 
 
+DEBUG_HELP = "Show tracebacks instead of one-line errors, and debug log lines."
+LOG_FORMAT_HELP = "Plain text lines, or one JSON object per line for cron and log shippers."
+
+
+def _command_options() -> list[click.Parameter]:
+    """``--debug`` and ``--log-format`` of one command: the same as before the command (which
+    also read SYNCER_DEBUG and SYNCER_LOG_FORMAT); given after it, they win."""
+
+    def set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        obj = ctx.find_object(Context)
+        if value and obj is not None:
+            obj.debug = True
+
+    def set_log_format(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        obj = ctx.find_object(Context)
+        if value is not None and obj is not None:
+            obj.log_format = value
+
+    return [
+        click.Option(
+            ["--debug"], is_flag=True, expose_value=False, is_eager=True, callback=set_debug, help=DEBUG_HELP
+        ),
+        click.Option(
+            ["--log-format"],
+            type=click.Choice(["text", "json"]),
+            default=None,
+            expose_value=False,
+            is_eager=True,
+            callback=set_log_format,
+            help=LOG_FORMAT_HELP,
+        ),
+    ]
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option("--debug", is_flag=True, envvar="SYNCER_DEBUG", show_envvar=True, help=DEBUG_HELP)
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="Plain text lines, or one JSON object per line for cron and log shippers.",
+    envvar="SYNCER_LOG_FORMAT",
+    show_envvar=True,
+    help=LOG_FORMAT_HELP,
 )
 @click.version_option(package_name="syncer")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, log_format: str) -> None:
-    """Keep a 360Learning platform in step with an external learning platform."""
+    """Keep a 360Learning platform in step with an external learning platform.
+
+    --debug and --log-format go before or after the command; SYNCER_DEBUG=1 and
+    SYNCER_LOG_FORMAT=json set them from the environment (docs/logging.md).
+    """
     ctx.obj = Context(debug=debug, log_format=log_format)
 
 
@@ -204,6 +264,25 @@ def _print_warnings(ctx: Context | None, warnings: Iterable[object]) -> None:
             click.echo(orjson.dumps(json_log_line("warning", str(warning), {})).decode(), err=True)
         else:
             click.echo(f"warning: {warning}", err=True)
+
+
+def _redacted(text: str, redact: bool) -> str:
+    from syncer.redaction import redact_text
+
+    return redact_text(text) if redact else text
+
+
+def _redaction(ctx: Context, flag: bool, config: Any) -> bool:
+    """``--redact`` or ``output.redact``: learner e-mails become tokens in what the command prints
+    and in its log lines from now on (syncer/redaction.py). True when on."""
+    from syncer.progress import add_log_filter, remove_log_filter
+    from syncer.redaction import LOG_FILTER
+
+    ctx.redact = flag or config.redact
+    (add_log_filter if ctx.redact else remove_log_filter)(LOG_FILTER)
+    if ctx.redact:  # for this command only (the library, tests: many commands in one process)
+        click.get_current_context().call_on_close(lambda: remove_log_filter(LOG_FILTER))
+    return ctx.redact
 
 
 @cli.command()
@@ -332,6 +411,7 @@ def doctor(config_path: Path, integrations: tuple[str, ...]) -> None:
     is_flag=True,
     help="As apply's: the plan does not exit 6 for archiving more than 10% of the live courses.",
 )
+@REDACT
 @click.pass_obj
 def plan(
     ctx: Context,
@@ -342,6 +422,7 @@ def plan(
     detailed_exitcode: bool,
     refresh_first: bool,
     allow_mass_archive: bool,
+    redact: bool,
 ) -> None:
     """Show what apply would send: courses, statistics, archives, and the invalid rows.
 
@@ -357,6 +438,7 @@ def plan(
 
     config = load_config(config_path)
     _print_warnings(ctx, config.warnings)
+    redact = _redaction(ctx, redact, config)
     ledger = Ledger.open(config.ledger_url.reveal())
     try:
         if refresh_first:
@@ -371,9 +453,10 @@ def plan(
             blockers = computed.blockers(allow_mass_archive=allow_mass_archive)
             would_exit = max((_BLOCKED_EXIT[b.reason.value] for b in blockers), default=0)
             if out is not None:
-                data = plan_data(computed, blockers=blockers, would_exit=would_exit)
+                data = plan_data(computed, blockers=blockers, would_exit=would_exit, redact=redact)
                 save_plan(out, computed, config, data, integrations=integrations or None)
-            click.echo(render_plan(computed, fmt, blockers=blockers, would_exit=would_exit), nl=False)
+            shown = render_plan(computed, fmt, blockers=blockers, would_exit=would_exit, redact=redact)
+            click.echo(shown, nl=False)
             changed = computed.has_changes
     finally:
         ledger.close()
@@ -455,9 +538,47 @@ def simulator(
 def _progress_for(ctx: Context) -> Any:
     from syncer.progress import LogProgress, RichProgress, configure_logging
 
-    interactive = ctx.log_format == "text" and sys.stderr.isatty()
-    configure_logging(ctx.log_format, quiet=interactive)
-    return RichProgress() if interactive else LogProgress()
+    if ctx.log_format == "text" and sys.stderr.isatty():
+        # A terminal: a live display; the log lines a person should read print above it.
+        display = RichProgress()
+        configure_logging(ctx.log_format, verbose=ctx.debug, display=display)
+        return display
+    configure_logging(ctx.log_format, verbose=ctx.debug)
+    return LogProgress()
+
+
+def _exit_code_of(exc: BaseException) -> int:
+    """The exit code ``_Group`` and ``main`` give a command that raised ``exc``."""
+    if isinstance(exc, SyncerError):
+        return exc.exit_code
+    if isinstance(exc, click.exceptions.Exit):
+        return exc.exit_code
+    return 1  # a file syncer could not use, a usage error, Ctrl-C outside a run, a bug
+
+
+def _watched(command: Callable[..., None]) -> Callable[..., None]:
+    """Wrap ``apply``: however it ends, its metrics file is written and its webhooks called once,
+    with the exit code the command will end with (``syncer.report.watch``); never changes it."""
+
+    @functools.wraps(command)
+    def run(ctx: Context, /, *args: Any, metrics_file: Path | None, **kwargs: Any) -> None:
+        from syncer.report.watch import RunWatch
+
+        watch = RunWatch(kwargs["config_path"], metrics_file, simulate=kwargs["simulate"])
+        try:
+            command(ctx, *args, watch=watch, **kwargs)
+        except SystemExit as exc:  # sys.exit(code): the run's own exit code
+            watch.finish(exc.code if isinstance(exc.code, int) else 1)
+            raise
+        except click.exceptions.Exit as exc:
+            watch.finish(exc.exit_code)
+            raise
+        except BaseException as exc:
+            watch.finish(_exit_code_of(exc), exc)
+            raise
+        watch.finish(0)
+
+    return run
 
 
 @cli.command()
@@ -480,6 +601,7 @@ def _progress_for(ctx: Context) -> Any:
     help="Archive even when more than 10% (and more than 5) of an integration's live courses go.",
 )
 @LOCK_TIMEOUT
+@REDACT
 @click.option(
     "--poll-seconds",
     type=click.FloatRange(min=0.001),
@@ -487,7 +609,15 @@ def _progress_for(ctx: Context) -> Any:
     hidden=True,  # advanced: the first poll delay of an operation (tests use a short one)
     help="First delay between polls of an operation, in seconds (default 1; grows to 15x).",
 )
+@click.option(
+    "--metrics-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write a Prometheus text-format file at the end of the run, even a failed one "
+    "(node_exporter's textfile collector; overrides metrics.file of the config; docs/metrics.md).",
+)
 @click.pass_obj
+@_watched
 def apply(
     ctx: Context,
     config_path: Path,
@@ -497,7 +627,9 @@ def apply(
     retry_rejected: bool,
     allow_mass_archive: bool,
     lock_timeout: float,
+    redact: bool,
     poll_seconds: float | None,
+    watch: RunWatch,
 ) -> None:
     """Finish operations left in flight, then plan and send the difference. Never prompts."""
     from syncer.apply import ApplyOptions, run_apply
@@ -510,7 +642,9 @@ def apply(
     from syncer.report import render_run
 
     config = load_config(config_path)
+    watch.saw_config(config)
     _print_warnings(ctx, config.warnings)
+    redact = _redaction(ctx, redact, config)
     saved = load_saved_plan(plan_file) if plan_file is not None else None
     if saved is not None:
         if integrations and tuple(integrations) != (saved.integrations or ()):
@@ -528,6 +662,7 @@ def apply(
         stack.callback(ledger.close)
         names = select_integrations(config, integrations or None)
         lock = stack.enter_context(acquire_lock(ledger, names, timeout=lock_timeout))
+        watch.saw_ledger(ledger)  # the past runs, for alerts and metrics (read only)
         if saved is not None and not simulate:
             check_saved_plan(saved, config, ledger)
         if hasattr(progress, "shown"):
@@ -544,7 +679,8 @@ def apply(
             progress=progress,
             heartbeat=lock.heartbeat,
         )
-    click.echo(render_run(report), nl=False)
+    watch.saw_report(report)
+    click.echo(_redacted(render_run(report), redact), nl=False)
     code = report.exit_code  # the rule lives with the report: the run recorded this same code
     # One last log line with the numbers, so that cron mail and log shippers see the outcome.
     event(f"apply finished: exit {code}", exit_code=code, **report.summary())
@@ -574,6 +710,7 @@ def _poll_option(poll_seconds: float | None) -> dict[str, Any]:
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @LOCK_TIMEOUT
+@REDACT
 @click.pass_obj
 def refresh(
     ctx: Context,
@@ -582,6 +719,7 @@ def refresh(
     users: bool,
     fmt: str,
     lock_timeout: float,
+    redact: bool,
 ) -> None:
     """Read back what the platform holds and record it in the ledger. Never writes to the platform."""
     from syncer.config import load_config
@@ -593,6 +731,7 @@ def refresh(
 
     config = load_config(config_path)
     _print_warnings(ctx, config.warnings)
+    redact = _redaction(ctx, redact, config)
     progress = _progress_for(ctx)
     ledger = Ledger.open(config.ledger_url.reveal())
     try:
@@ -605,7 +744,7 @@ def refresh(
                 report = run_refresh(config, ledger, names, users=users, progress=progress)
     finally:
         ledger.close()
-    click.echo(render_refresh(report, fmt), nl=False)
+    click.echo(_redacted(render_refresh(report, fmt), redact), nl=False)
 
 
 @cli.command()
@@ -630,7 +769,9 @@ def status(config_path: Path, fmt: str) -> None:
 @CONFIG_ARG
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--integration", "integration", default=None, help="Only this integration.")
-def rejected(config_path: Path, fmt: str, integration: str | None) -> None:
+@REDACT
+@click.pass_obj
+def rejected(ctx: Context, config_path: Path, fmt: str, integration: str | None, redact: bool) -> None:
     """Records the API refused (with its message), invalid rows and held statistics (with their origin)."""
     from syncer.config import load_config
     from syncer.ledger import Ledger
@@ -638,11 +779,12 @@ def rejected(config_path: Path, fmt: str, integration: str | None) -> None:
     from syncer.report import render_rejected
 
     config = load_config(config_path)
+    redact = _redaction(ctx, redact, config)
     if integration is not None:
         select_integrations(config, [integration])
     ledger = Ledger.open(config.ledger_url.reveal())
     try:
-        click.echo(render_rejected(ledger, fmt, integration=integration), nl=False)
+        click.echo(_redacted(render_rejected(ledger, fmt, integration=integration), redact), nl=False)
     finally:
         ledger.close()
 

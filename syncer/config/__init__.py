@@ -19,12 +19,15 @@ from syncer.config.model import FilterOp as FilterOp
 from syncer.config.model import FilterSpec as FilterSpec
 from syncer.config.model import IntegrationConfig as IntegrationConfig
 from syncer.config.model import Limits as Limits
+from syncer.config.model import NotifyFormat as NotifyFormat
+from syncer.config.model import NotifyOutcome as NotifyOutcome
 from syncer.config.model import ObjectConfig as ObjectConfig
 from syncer.config.model import OnDrift as OnDrift
 from syncer.config.model import SourceConfig as SourceConfig
 from syncer.config.model import SourceKind as SourceKind
 from syncer.config.model import Tolerance as Tolerance
 from syncer.config.model import UnsafeChange as UnsafeChange
+from syncer.config.model import Webhook as Webhook
 from syncer.secrets import Secret as Secret
 from syncer.secrets import redact_url as redact_url
 
@@ -39,6 +42,8 @@ __all__ = [
     "FilterSpec",
     "IntegrationConfig",
     "Limits",
+    "NotifyFormat",
+    "NotifyOutcome",
     "ObjectConfig",
     "OnDrift",
     "Secret",
@@ -46,6 +51,7 @@ __all__ = [
     "SourceKind",
     "Tolerance",
     "UnsafeChange",
+    "Webhook",
     "config_schema",
     "load_config",
     "redact_url",

@@ -23,12 +23,15 @@ from syncer.config.model import (
     FilterSpec,
     IntegrationConfig,
     Limits,
+    NotifyFormat,
+    NotifyOutcome,
     ObjectConfig,
     OnDrift,
     SourceConfig,
     SourceKind,
     Tolerance,
     UnsafeChange,
+    Webhook,
 )
 from syncer.models import content_hash
 from syncer.secrets import Secret
@@ -65,6 +68,9 @@ def build(doc: Document, path: Path, data: dict[str, Any]) -> Config:
         digest=content_hash(_public(data)),
         refresh_users=bool(data.get("refresh", {}).get("users", False)),
         sample_rows=data.get("validate", {}).get("sample_rows"),
+        redact=bool(data.get("output", {}).get("redact", False)),
+        notify=tuple(_build_webhook(doc, i, spec) for i, spec in enumerate(data.get("notify", []))),
+        metrics_file=_metrics_file(data.get("metrics"), folder),
         warnings=tuple(sorted(doc.warnings, key=lambda p: (p.line or 0, p.column or 0))),
     )
 
@@ -88,6 +94,27 @@ def _public(data: Any, path: NodePath = ()) -> Any:
     if isinstance(data, list):
         return [_public(v, (*path, i)) for i, v in enumerate(data)]
     return data
+
+
+def _build_webhook(doc: Document, index: int, spec: dict[str, Any]) -> Webhook:
+    default = Webhook(url=Secret(""))
+    return Webhook(
+        url=Secret(str(spec["url"])),
+        format=NotifyFormat(spec.get("format", default.format.value)),
+        on=frozenset(NotifyOutcome(o) for o in spec["on"]) if "on" in spec else default.on,
+        rejected_above=int(spec.get("rejected_above", default.rejected_above)),
+        timeout_seconds=float(spec.get("timeout_seconds", default.timeout_seconds)),
+        name=str(spec.get("name") or f"notify[{index}]"),
+        where=doc.where(("notify", index)),
+    )
+
+
+def _metrics_file(spec: dict[str, Any] | None, folder: Path) -> Path | None:
+    """``metrics.file``, relative to the config's folder like the sources' paths."""
+    if not spec:
+        return None
+    file = Path(spec["file"]).expanduser()
+    return file if file.is_absolute() else folder / file
 
 
 def _build_source(doc: Document, name: str, spec: dict[str, Any], folder: Path) -> SourceConfig:

@@ -51,12 +51,23 @@ def config_schema() -> dict[str, Any]:
 
 def check(doc: Document, data: Any) -> None:
     """Record on ``doc`` every schema violation and semantic problem of ``data``."""
+    _notify_on_keys(doc, data)
     _type_variables(doc, data)
     for error in Draft202012Validator(config_schema()).iter_errors(data):
         for leaf, fallback in _leaves(error):
             _schema_problem(doc, leaf, fallback)
     if isinstance(data, dict):
         _check_semantics(doc, data)
+
+
+def _notify_on_keys(doc: Document, data: Any) -> None:
+    """A webhook's ``on:`` key, which YAML 1.1 reads as the boolean true, back to the text written."""
+    hooks = data.get("notify") if isinstance(data, dict) else None
+    for i, hook in enumerate(hooks if isinstance(hooks, list) else ()):
+        if isinstance(hook, dict) and True in hook and "on" not in hook:
+            key = doc.node_at(("notify", i, "on"))  # found by the text of its key: on, not true
+            if key is not None:
+                hook["on"] = hook.pop(True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,6 +343,7 @@ def _check_semantics(doc: Document, data: dict[str, Any]) -> None:
     api = data.get("api")
     if isinstance(api, dict) and isinstance(api.get("base_url"), str):
         _check_base_url(doc, ("api", "base_url"), api["base_url"])
+    _check_notify(doc, data.get("notify"))
     for name, src in sources.items():
         if not isinstance(src, dict):
             continue
@@ -367,6 +379,33 @@ def _check_semantics(doc: Document, data: dict[str, Any]) -> None:
         for kind in ("courses", "stats"):
             if isinstance(spec.get(kind), dict):
                 _check_object(doc, (*path, kind), spec[kind], sources)
+
+
+def _check_notify(doc: Document, hooks: Any) -> None:
+    """Each webhook: a URL the client can post to (never quoted: it may hold a token), and a
+    ``rejected_above`` only where ``on`` lists ``rejected``."""
+    for i, hook in enumerate(hooks if isinstance(hooks, list) else ()):
+        if not isinstance(hook, dict):
+            continue
+        url = hook.get("url")
+        if isinstance(url, str):
+            try:
+                parts = urlsplit(url)
+                parts.port  # noqa: B018 - raises ValueError when out of range or not a number
+                usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+            except ValueError:
+                usable = False
+            if not usable:
+                doc.add(
+                    ("notify", i, "url"), "not a usable URL (give https://host/path or http://host:port/path)"
+                )
+        on = hook.get("on")
+        if "rejected_above" in hook and (on is None or (isinstance(on, list) and "rejected" not in on)):
+            doc.add(
+                ("notify", i, "rejected_above"),
+                "applies only when `on` lists rejected; add rejected to `on`, or remove it",
+                key=True,
+            )
 
 
 def _check_url(doc: Document, path: NodePath, url: str) -> None:

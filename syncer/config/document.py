@@ -192,6 +192,15 @@ class Document:
                     "the URL holds a password written in the config; keep it in the environment: "
                     f"{advice}, or ${{VAR}} in place of the password",
                 )
+        hooks = self.node_at(("notify",))
+        for i in range(len(hooks.value) if isinstance(hooks, yaml.SequenceNode) else 0):
+            node = self.node_at(("notify", i, "url"))
+            if _plain_text(node) and "${" not in node.value and _holds_token(node.value):
+                self.warn(
+                    ("notify", i, "url"),
+                    "the webhook URL holds a token written in the config; keep it in the "
+                    "environment: url: ${SLACK_WEBHOOK_URL}",
+                )
 
     def check_duplicate_keys(self, node: yaml.Node, path: NodePath) -> None:
         """YAML keeps the last of two equal keys silently; a config must not say a thing twice."""
@@ -247,11 +256,15 @@ class Document:
                     return value
                 if default is not None:
                     return default
-                if self.offline and path in OFFLINE_VARIABLES:
+                webhook = path[:1] == ("notify",) and path[2:] == ("url",)
+                if self.offline and (path in OFFLINE_VARIABLES or webhook):
                     # Nothing offline uses it: left as written, and no schema message beneath it.
                     self.warn(
                         path,
-                        f"environment variable {name} is not set: validate does not call the API; "
+                        f"environment variable {name} is not set: validate calls no webhook; "
+                        f"plan and apply will need {name}"
+                        if webhook
+                        else f"environment variable {name} is not set: validate does not call the API; "
                         f"plan and apply will need {name}",
                     )
                     self._reported.add(path)
@@ -294,7 +307,17 @@ def is_secret(path: NodePath) -> bool:
         path[:2] == ("api", "client_secret")
         or path[:1] == ("ledger",)
         or (path[:1] == ("sources",) and path[2:4] == ("sql", "url"))
+        or (path[:1] == ("notify",) and path[2:3] == ("url",))  # a webhook's token is in its URL
     )
+
+
+def _holds_token(url: str) -> bool:
+    """A webhook URL whose password, query or (Slack's) path is a credential."""
+    try:
+        parts = urlsplit(url)
+        return bool(parts.password or parts.query or parts.hostname == "hooks.slack.com")
+    except ValueError:
+        return False  # not a URL: the checks say so
 
 
 def _plain_text(node: yaml.Node | None) -> TypeGuard[yaml.ScalarNode]:

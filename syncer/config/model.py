@@ -201,6 +201,39 @@ class ApiConfig:
     retry_seconds: float = 600.0  # total time spent retrying one call before giving up
 
 
+class NotifyFormat(StrEnum):
+    """The body a webhook receives (docs/alerts.md)."""
+
+    JSON = "json"  # syncer's documented JSON object
+    SLACK = "slack"  # a Slack-compatible {"text", "blocks"} message
+
+
+class NotifyOutcome(StrEnum):
+    """What in a run's end calls a webhook (docs/alerts.md)."""
+
+    FAILED = "failed"  # exit 1, 4 or 5: the run stopped, or never started
+    REJECTED = "rejected"  # the API rejected more records than the webhook's rejected_above
+    HELD = "held"  # statistics held (their effect on the platform's attempts is unsafe)
+    INVALID = "invalid"  # invalid rows beyond tolerate_invalid
+    GUARD = "guard"  # a safety guard refused (exit 6)
+    RECOVERED = "recovered"  # this run succeeded after one or more failed runs
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """One ``notify:`` entry: where to post, in which form, on which outcomes."""
+
+    url: Secret  # may hold a token in its path or query: never shown
+    format: NotifyFormat = NotifyFormat.JSON
+    on: frozenset[NotifyOutcome] = frozenset(
+        {NotifyOutcome.FAILED, NotifyOutcome.GUARD, NotifyOutcome.RECOVERED}
+    )
+    rejected_above: int = 0
+    timeout_seconds: float = 5.0
+    name: str = ""  # how logs name it (default: notify[INDEX])
+    where: str = ""
+
+
 REGIONS: Mapping[str, str] = {
     "eu": "https://app.360learning.com",
     "us": "https://app.us.360learning.com",
@@ -223,6 +256,9 @@ class Config:
     # file, an API variable unset offline). The CLI prints them; nothing else reads them.
     warnings: tuple[Problem, ...] = ()
     sample_rows: int | None = None  # validate.sample_rows: rows of each source validate maps
+    redact: bool = False  # output.redact: learner e-mails as tokens in plans, reports, logs
+    notify: tuple[Webhook, ...] = ()  # notify: webhooks called at the end of an apply
+    metrics_file: Path | None = None  # metrics.file: the Prometheus textfile an apply writes
 
     def select(self, wanted: Sequence[str] | None) -> list[str]:
         """The integrations named (all when none): unknown names are a ConfigError listing the known."""

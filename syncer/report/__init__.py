@@ -3,7 +3,9 @@
 Modules, each with one job: ``plan`` (the plan as text, markdown or JSON), ``run`` (the
 end-of-apply summary), ``ledger`` (``syncer status`` and ``syncer rejected``), and ``pieces``
 (the one-line texts they share), ``refresh`` (what ``syncer refresh`` read back). Layout only:
-no decision is taken here.
+no decision is taken here. What an apply tells at its end: ``runend`` (how it ended, its
+outcomes), ``notify`` (the ``notify:`` webhooks), ``metrics`` (the Prometheus textfile) and
+``watch`` (``RunWatch``, which the CLI feeds and finishes); imported by path, by the CLI only.
 """
 
 from __future__ import annotations
