@@ -252,3 +252,24 @@ def test_help_names_the_environment_variables(in_process: Callable[..., Any]) ->
     assert "SYNCER_LOG_FORMAT" in shown and "SYNCER_DEBUG" in shown
     command = in_process("apply", "--help").stdout
     assert "--log-format" in command and "--debug" in command
+
+
+def test_the_logging_page_stays_true(in_process: Callable[..., Any]) -> None:
+    """docs/logging.md: its commands parse with the real CLI, its JSON lines carry the run, and
+    the variables it names are those the CLI reads."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "logging.md").read_text()
+    commands = [
+        line.split()[1:]
+        for block in re.findall(r"```sh\n(.*?)```", page, re.S)
+        for line in block.splitlines()
+    ]
+    assert len(commands) == 2
+    for args in commands:
+        result = in_process(*[a if a != "syncer.yaml" else "missing.yaml" for a in args])
+        assert "Usage:" not in result.stderr and result.exit_code == 1  # parsed; the config is missing
+    for block in re.findall(r"```json\n(.*?)```", page, re.S):
+        for line in json_lines(block):
+            assert list(line)[:6] == ["time", "level", "message", *RUN_KEYS]
+    variables = set(re.findall(r"`(SYNCER_[A-Z_]+)`", page))
+    assert variables == {"SYNCER_LOG_FORMAT", "SYNCER_DEBUG"}
+    assert variables <= set(re.findall(r"SYNCER_[A-Z_]+", in_process("--help").stdout))
