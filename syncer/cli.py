@@ -568,7 +568,7 @@ def _watched(command: Callable[..., None]) -> Callable[..., None]:
         try:
             command(ctx, *args, watch=watch, **kwargs)
         except SystemExit as exc:  # sys.exit(code): the run's own exit code
-            watch.finish(exc.code if isinstance(exc.code, int) else 1)
+            watch.finish(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1)
             raise
         except click.exceptions.Exit as exc:
             watch.finish(exc.exit_code)
