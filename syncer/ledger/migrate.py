@@ -119,6 +119,8 @@ def upgrade(engine: Engine, url: str) -> None:
     """Bring the ledger's schema to the Alembic head; one process at a time migrates."""
     if _at_revision(engine) == SCHEMA_REVISION:
         return
+    if engine.dialect.name == "sqlite" and _create_new(engine):
+        return
     # Imported here, past the check above: Alembic takes a tenth of a second to import.
     from alembic import command
     from alembic.runtime.migration import MigrationContext
@@ -149,6 +151,33 @@ def upgrade(engine: Engine, url: str) -> None:
     with _pg_migration_lock(engine), engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def _create_new(engine: Engine) -> bool:
+    """Create a new SQLite ledger (a file with no table yet) at ``SCHEMA_REVISION``; False if it has tables.
+
+    The schema comes from the models (syncer/ledger/schema.py), with the rows the migrations
+    insert and Alembic's version row, in one exclusive transaction: a process starting at the
+    same time waits, then finds it at head. No Alembic: the run that creates a ledger, often the
+    first sync, does not carry its 11 MB of modules. Tests check that such a ledger equals a
+    migrated one (``alembic check``, the same tables, indexes and rows).
+    """
+    from syncer.ledger.schema import Base, ledger_state
+
+    with engine.connect() as conn:
+        conn.exec_driver_sql("BEGIN EXCLUSIVE")
+        if conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type = 'table'").scalar():
+            conn.rollback()
+            return False
+        Base.metadata.create_all(conn)
+        conn.exec_driver_sql(
+            "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+            "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+        )
+        conn.exec_driver_sql("INSERT INTO alembic_version (version_num) VALUES (?)", (SCHEMA_REVISION,))
+        conn.execute(ledger_state.insert().values(id=1))
+        conn.commit()
+    return True
 
 
 @contextlib.contextmanager
