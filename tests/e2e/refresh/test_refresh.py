@@ -158,6 +158,7 @@ def test_a_course_archived_by_hand_is_drift_and_apply_restores_it(project: Proje
             "integration": "acme",
             "kind": "course",
             "key": "C002",
+            "display_key": "C002",
             "what": "archived",
             "old": "published",
             "new": "archived",
