@@ -257,9 +257,11 @@ class ApiClient:
         method, suffix = _BULK_ROUTES[op_type]
         url = f"{self._base}/api/v2/bulk/integrations/{quote(integration_id, safe='')}/{suffix}"
         # Payloads kept as canonical JSON text go into the body as they are, not decoded and re-encoded.
-        body: bytes | dict[str, Any] = {"input": list(items)}
+        body: bytes | dict[str, Any]
         if isinstance(items, Payloads):
             body = b'{"input":' + items.json_array() + b"}"
+        else:
+            body = {"input": list(items)}
         resp = await self._call(method, url, body=body, submission=True)
         if resp.status != 202:
             raise _lost(f"{method} {_path(url)} -> {resp.status} instead of 202", status=resp.status)

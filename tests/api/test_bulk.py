@@ -249,6 +249,27 @@ async def test_payloads_kept_as_text_are_sent_and_matched_as_their_values(
     assert [r.input for r in results] == items
 
 
+async def test_payloads_kept_as_text_are_sent_without_decoding_them(
+    api_client: ApiClient, integration: str
+) -> None:
+    # The request body is the texts joined: decoding 10,000 of them into dicts for nothing cost
+    # a first sync CPU and 9 MB of memory per batch (docs/performance.md).
+    from syncer.models import Payloads, dumps_canonical
+
+    decoded: list[int] = []
+
+    class Watched(Payloads):
+        def __getitem__(self, index: Any) -> Any:
+            decoded.append(index)
+            return super().__getitem__(index)
+
+    texts = Watched([dumps_canonical(course(f"w{n}")).decode() for n in range(3)])
+    location = await api_client.submit_bulk(OperationType.IMPORT_COURSES, integration, texts)
+    assert decoded == []
+    await wait_for_operation(api_client, location, poll=FAST)
+    assert all(r.success for r in await fetch_item_results(api_client, location, texts))
+
+
 async def test_payloads_whose_echo_differs_in_form_are_still_matched(
     api_client: ApiClient, integration: str
 ) -> None:
