@@ -185,17 +185,17 @@ class Plan:
         summary = self.summary(integration)
         sizes = self.batch_sizes
         if summary.courses.to_send:
-            yield from self._chunks(integration, RecordKind.COURSE, sizes.courses)
+            yield from self._chunks(integration, RecordKind.COURSE, sizes.courses, summary.courses.to_send)
         if summary.stats.to_send:
-            yield from self._chunks(integration, RecordKind.STAT, sizes.stats)
+            yield from self._chunks(integration, RecordKind.STAT, sizes.stats, summary.stats.to_send)
         if summary.archives:
-            yield from self._chunks(integration, RecordKind.ARCHIVE, sizes.archives)
+            yield from self._chunks(integration, RecordKind.ARCHIVE, sizes.archives, summary.archives)
 
     def _chunks(
-        self, integration: str, kind: RecordKind, size: int
+        self, integration: str, kind: RecordKind, size: int, total: int
     ) -> Iterator[tuple[OperationType, list[Record]]]:
         """The batches of one kind; a small tail is merged into the batch before it (``merge_tail``)."""
-        yield from merge_tail(self._cut(integration, kind, size), size, _API_MAXIMUM[kind])
+        yield from merge_tail(self._cut(integration, kind, size), size, _API_MAXIMUM[kind], total)
 
     def _cut(
         self, integration: str, kind: RecordKind, size: int
@@ -310,7 +310,7 @@ _API_MAXIMUM = {
 
 
 def merge_tail(
-    batches: Iterator[tuple[OperationType, list[Record]]], size: int, maximum: int
+    batches: Iterator[tuple[OperationType, list[Record]]], size: int, maximum: int, total: int | None = None
 ) -> Iterator[tuple[OperationType, list[Record]]]:
     """Yield ``batches`` one behind, and the last one appended to the one before when it is a small
     tail (at most 1% of ``size``) and both fit in ``maximum`` together: one operation less, each
@@ -319,15 +319,25 @@ def merge_tail(
     Both are of one type and one integration, consecutive in plan order, and the tail is appended
     after the batch in that order: a (course, learner) pair split across them comes back together,
     its statistics still in ``firstActivityAt`` order (product.md §4).
+
+    With ``total``, the records the batches hold in all (the plan's count), a batch is held back
+    only when what is left after it could be a small tail: a 10,000-record batch of Records is
+    about 10 MB, and apply would otherwise always have one more in memory. A wrong ``total``
+    costs at most a tail sent on its own, never a batch too large or out of order.
     """
     pending: list[tuple[OperationType, list[Record]]] = []  # not yet yielded, at most the last two
+    seen = 0  # records in the batches read so far
 
     def final(first: list[Record], second: list[Record] | None) -> bool:
         # ``first`` can no longer take a tail: none fits in it, or the next batch is not one
-        # (the rule that the plan's summary counts with too: summary.tail_merges).
+        # (the rule that the plan's summary counts with too: summary.tail_merges); known from
+        # ``total`` before the next batch is read when more than a small tail is left after it.
+        if second is None and total is not None and not tail_merges(len(first), total - seen, size, maximum):
+            return total - seen > 0
         return not tail_merges(len(first), 1 if second is None else len(second), size, maximum)
 
     for batch in batches:
+        seen += len(batch[1])
         pending.append(batch)
         while pending and (
             len(pending) > 2 or final(pending[0][1], pending[1][1] if len(pending) == 2 else None)

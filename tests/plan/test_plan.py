@@ -294,6 +294,42 @@ def test_a_small_tail_is_merged_into_the_batch_before(
     assert keys == [str(n) for n in range(sum(sizes))]  # nothing lost, nothing reordered
 
 
+@pytest.mark.parametrize("error", [0, -3, 3, -250], ids=["exact", "over", "under", "far-over"])
+@pytest.mark.parametrize(
+    ("sizes", "size", "maximum"),
+    [((200, 200, 200, 1), 200, 10_000), ((200, 200, 3), 200, 10_000), ((199, 200, 2), 200, 400)],
+    ids=["tail", "no-tail", "room-left"],
+)
+def test_a_batch_is_held_back_only_when_a_small_tail_may_follow(
+    sizes: tuple[int, ...], size: int, maximum: int, error: int
+) -> None:
+    # With the plan's total, merge_tail hands a batch on before the next one is read, unless
+    # what is left could still be a small tail: one batch of Records less in apply's memory.
+    # A total too low only holds a batch longer; one too high may send a tail on its own.
+    from syncer.plan.plan import merge_tail
+
+    read: list[int] = []
+
+    def source() -> Iterator[tuple[OperationType, list[Record]]]:
+        for n, batch in enumerate(_batches(*sizes)):
+            read.append(n)
+            yield batch
+
+    expected = [len(b) for _, b in merge_tail(_batches(*sizes), size, maximum)]
+    handed: list[tuple[int, int]] = []  # (size of each batch handed on, batches read by then)
+    keys: list[str] = []
+    for _, batch in merge_tail(source(), size, maximum, sum(sizes) + error):
+        handed.append((len(batch), len(read)))
+        keys += [r.key for r in batch]
+    assert keys == [str(n) for n in range(sum(sizes))]  # nothing lost, nothing reordered
+    if error <= 0:
+        assert [n for n, _ in handed] == expected
+    else:
+        assert [n for n, _ in handed] in (expected, list(sizes))
+    if error == 0:  # the first batch goes before the second is read
+        assert handed[0] == (sizes[0], 1)
+
+
 def test_a_tail_merged_back_keeps_its_pair_in_order(ledger: Ledger) -> None:
     # One pair of 201 statistics with batches of 200: cut [200, 1], sent as one call, in order.
     days = [(m, d) for m in range(1, 10) for d in range(1, 29)][:201]
