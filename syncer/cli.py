@@ -564,7 +564,9 @@ def _watched(command: Callable[..., None]) -> Callable[..., None]:
     def run(ctx: Context, /, *args: Any, metrics_file: Path | None, **kwargs: Any) -> None:
         from syncer.report.watch import RunWatch
 
-        watch = RunWatch(kwargs["config_path"], metrics_file, simulate=kwargs["simulate"])
+        watch = RunWatch(
+            kwargs["config_path"], metrics_file, simulate=kwargs["simulate"], redact=kwargs["redact"]
+        )
         try:
             command(ctx, *args, watch=watch, **kwargs)
         except SystemExit as exc:  # sys.exit(code): the run's own exit code

@@ -17,6 +17,7 @@ from syncer.config import Config
 from syncer.errors import SyncerError, outcome_of
 from syncer.ledger import Ledger
 from syncer.progress import event, log
+from syncer.redaction import redact_text
 from syncer.report.metrics import previous_success, render_metrics, write_metrics
 from syncer.report.notify import notify, redact_webhook
 from syncer.report.runend import History, RunEnd, read_history
@@ -33,11 +34,17 @@ class RunWatch:
     """One apply, from the command's start to its ``finish``."""
 
     def __init__(
-        self, config_path: Path, metrics_file: Path | None = None, *, simulate: bool = False
+        self,
+        config_path: Path,
+        metrics_file: Path | None = None,
+        *,
+        simulate: bool = False,
+        redact: bool = False,
     ) -> None:
         self.config_path = config_path
         self.metrics_file = metrics_file  # --metrics-file: wins over the config's metrics.file
         self.simulate = simulate
+        self.redact = redact  # --redact; the config's output.redact counts too once it is loaded
         self.started_at = time.time()
         self._answers_429 = ApiClient.answers_429
         self.config: Config | None = None
@@ -45,7 +52,7 @@ class RunWatch:
         self.report: RunReport | None = None
 
     def saw_config(self, config: Config) -> None:
-        """The loaded config: its webhooks and metrics file."""
+        """The loaded config: its webhooks, metrics file and ``output.redact``."""
         self.config = config
 
     def saw_ledger(self, ledger: Ledger) -> None:
@@ -61,7 +68,7 @@ class RunWatch:
 
     def finish(self, exit_code: int, error: BaseException | None = None) -> RunEnd:
         """Write the metrics file and call the webhooks for this exit; never raises."""
-        message = self._scrub(outcome_of(error)[1]) if error is not None else None
+        message = self._redact(self._scrub(outcome_of(error)[1])) if error is not None else None
         end = RunEnd(
             config=self.config_path,
             exit_code=exit_code,
@@ -128,4 +135,11 @@ class RunWatch:
         shown[config.api.client_secret.reveal()] = "***"
         for secret in sorted(filter(None, shown), key=len, reverse=True):  # longest first
             message = message.replace(secret, shown[secret])
+        return message
+
+    def _redact(self, message: str) -> str:
+        """With --redact or output.redact, ``message`` with learner e-mails as tokens, as the
+        command's own error line shows it (syncer/redaction.py)."""
+        if self.redact or (self.config is not None and self.config.redact):
+            return redact_text(message)
         return message

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import pytest
 
+from syncer.redaction import mail_token
 from syncer.runinfo import current_run
 from syncer.simulator import SimulatorThread
 from syncer.version import __version__
@@ -237,3 +238,34 @@ def test_a_simulated_run_calls_no_webhook(
     assert simulated.exit_code == 0, simulated.stderr
     assert len(hooks.at(HOOK)) == 1
     assert "notify: no webhook called for a simulated run (--simulate)" in simulated.stderr
+
+
+def test_with_redact_the_error_shows_no_learner_email(project: Project, hooks: Receiver) -> None:
+    # The API's answer quotes a learner; retried past api.retry_seconds, it stops the run (exit 4)
+    # with that text as its error.
+    mail = "learner01@acme.example"
+    project.config.write_text(project.config.read_text().replace("retry_seconds: 30", "retry_seconds: 0.5"))
+    add_notify(project, "notify:\n  - url: ${HOOK_URL}\n    'on': [failed]\n")
+    assert project.sim is not None
+    fault = {"method": "PUT", "path_regex": "/courses$", "status": 503, "count": 1_000}
+    project.sim.add_faults([{**fault, "message": f"cannot import the course of {mail}"}])
+
+    plain = project.apply()
+    assert plain.exit_code == 4, plain.stdout + plain.stderr
+    [shown] = hooks.at(HOOK)
+    assert mail in shown.json()["error"]  # without --redact, the error is the API's own words
+
+    redacted = project.apply("--redact")
+    assert redacted.exit_code == 4, redacted.stdout + redacted.stderr
+    assert mail not in redacted.stdout + redacted.stderr
+    posted = hooks.at(HOOK)[1]
+    assert mail not in posted.body.decode()
+    body = posted.json()
+    assert f"cannot import the course of {mail_token(mail)}" in body["error"]
+    assert mail_token(mail) in body["summary"]
+
+    # output.redact in the config does the same.
+    project.config.write_text(project.config.read_text() + "output: {redact: true}\n")
+    assert project.apply().exit_code == 4
+    third = hooks.at(HOOK)[2]
+    assert mail not in third.body.decode() and mail_token(mail) in third.json()["error"]
