@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("syncer")
 
-_STANDARD_ATTRS = frozenset([*vars(logging.makeLogRecord({})), "message", "asctime"])
+STANDARD_LOG_ATTRS = frozenset([*vars(logging.makeLogRecord({})), "message", "asctime"])
+"""The attributes every LogRecord has: the rest are a line's own fields (``extra=``)."""
 
 _T = TypeVar("_T")
 
@@ -79,7 +80,7 @@ class _JsonFormatter(logging.Formatter):
         extra = {
             key: value
             for key, value in vars(record).items()
-            if key not in _STANDARD_ATTRS and not key.startswith("_")
+            if key not in STANDARD_LOG_ATTRS and not key.startswith("_")
         }
         extra = {**(_SCOPE.get() or {}), **extra}
         out = json_log_line(record.levelname.lower(), record.getMessage(), extra, record.created)
@@ -446,4 +447,4 @@ def announce(message: str, /, **fields: Any) -> None:
 
 
 def _safe(fields: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if k not in _STANDARD_ATTRS}
+    return {k: v for k, v in fields.items() if k not in STANDARD_LOG_ATTRS}

@@ -17,6 +17,8 @@ import logging
 import re
 from typing import Any
 
+from syncer.progress import STANDARD_LOG_ATTRS
+
 __all__ = [
     "LOG_FILTER",
     "MAIL",
@@ -67,9 +69,6 @@ def redact_data(value: Any) -> Any:
     return value
 
 
-_STANDARD_ATTRS = frozenset([*vars(logging.makeLogRecord({})), "message", "asctime"])
-
-
 class RedactingFilter(logging.Filter):
     """A log filter that redacts a line's message and its extra fields (the JSON keys of a line).
 
@@ -87,7 +86,7 @@ class RedactingFilter(logging.Filter):
         if redacted != message:
             record.msg, record.args = redacted, None
         for key, value in list(vars(record).items()):
-            if key in _STANDARD_ATTRS or key.startswith("_"):
+            if key in STANDARD_LOG_ATTRS or key.startswith("_"):
                 continue
             if isinstance(value, str | list | tuple | dict):
                 setattr(record, key, redact_data(value))
