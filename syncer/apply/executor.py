@@ -21,7 +21,14 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
-from syncer.api.bulk import PollPolicy, fetch_item_results, find_submitted_operation, wait_for_operation
+from syncer.api.bulk import (
+    PollPolicy,
+    SentItems,
+    echoed_results,
+    find_submitted_operation,
+    pair_results,
+    wait_for_operation,
+)
 from syncer.api.client import ApiClient, operation_id
 from syncer.apply.governor import Governor
 from syncer.apply.outcome import IntegrationOutcome, RunReport
@@ -319,6 +326,7 @@ class Executor:
                     finally:
                         self._submitting = False
                         self._changed.set()
+                prepared = None  # its texts are in the ledger now: not kept while the next is awaited
             await producer
         finally:
             if not producer.done():
@@ -390,12 +398,14 @@ class Executor:
         )
         if (integration, op_type) in self._phase_bars:
             self._phase_of[location] = self._phase_bars[(integration, op_type)]
-        self._follow(op_id, integration, location, payloads)
+        # In flight, a batch of texts is kept as their hashes: the ledger holds the texts.
+        sent = SentItems.of(payloads) if isinstance(payloads, Payloads) else payloads
+        self._follow(op_id, integration, location, sent)
 
     # -- following -------------------------------------------------------------------------
 
     def _follow(
-        self, op_id: int, integration: str, location: str, payloads: Sequence[Mapping[str, Any]]
+        self, op_id: int, integration: str, location: str, payloads: Sequence[Mapping[str, Any]] | SentItems
     ) -> None:
         task = asyncio.create_task(self._track(op_id, integration, location, payloads))
         self._followers.add(task)
@@ -403,7 +413,7 @@ class Executor:
         task.add_done_callback(self._done)
 
     async def _track(
-        self, op_id: int, integration: str, location: str, payloads: Sequence[Mapping[str, Any]]
+        self, op_id: int, integration: str, location: str, payloads: Sequence[Mapping[str, Any]] | SentItems
     ) -> None:
         log_fields(integration=integration, operation=operation_id(location))  # this follower's lines
         final = await self._wait_end(location, len(payloads))
@@ -420,7 +430,7 @@ class Executor:
             finished = _Finished(op_id, integration, status, (), message)
         async with self._results_turn:
             if status is not OperationStatus.ERROR:
-                results = await fetch_item_results(self._client, location, payloads)
+                results = await self._results(op_id, location, payloads)
                 _crash_point("after_results")
                 finished = _Finished(op_id, integration, status, results, None)
             await self._in_ledger(
@@ -431,6 +441,19 @@ class Executor:
                 finished.error_message,
             )
         self._count(finished)
+
+    async def _results(
+        self, op_id: int, location: str, payloads: Sequence[Mapping[str, Any]] | SentItems
+    ) -> list[ItemResult]:
+        """The finished operation's results, each paired with its item."""
+        answer = await self._client.fetch_results(location)
+        if not isinstance(payloads, SentItems):
+            return pair_results(location, payloads, answer)
+        results = echoed_results(payloads, answer)
+        if results is None:  # not repeated as sent: pair them with the items, read back from the ledger
+            items = await self._in_ledger(self._ledger.operation_items, op_id)
+            results = pair_results(location, [dict(item.payload) for item in items], answer)
+        return results
 
     async def _wait_end(self, location: str, items: int) -> dict[str, Any]:
         """Poll until the operation is completed or in error, pacing by its estimated end."""

@@ -107,7 +107,9 @@ async def _middleware(
     response: web.StreamResponse | None = None
     drop = False
     gateway: int | None = None
+    reverse = False
     for rule in state.faults.take(request.method, request.path, submission=False):
+        reverse = reverse or rule.reverse_results
         if rule.delay is not None:
             await asyncio.sleep(rule.delay)
         if rule.expire_tokens:
@@ -137,6 +139,10 @@ async def _middleware(
                 },
                 undocumented="no such route or method",
             )
+    if reverse and isinstance(response, web.Response) and response.status == 200 and response.body:
+        answer = orjson.loads(bytes(response.body))  # type: ignore[arg-type]
+        if isinstance(answer, list):
+            response = api.json_response(200, answer[::-1])
     if gateway is not None and not drop:
         # The request was performed and the platform answered (that answer is what observers
         # check); a proxy in front of it lost that answer and sends its own HTML error page.

@@ -32,8 +32,9 @@ class FaultRule:
     ``drop`` (perform the request, then close the connection without an answer),
     ``gateway`` (perform the request, then answer that 5xx status with an HTML page, as a proxy
     in front of the platform would), ``delay`` (seconds to wait before handling),
-    ``error_operation`` (the matching submission's operation ends in ``error``) or
-    ``expire_tokens`` (revoke every issued token now).
+    ``error_operation`` (the matching submission's operation ends in ``error``),
+    ``expire_tokens`` (revoke every issued token now) or ``reverse_results`` (a JSON array
+    answer, an operation's results, comes in reverse order: their order is undocumented).
     The rule applies to the next ``count`` matching requests; without ``path`` or ``path_regex``
     it matches every /api request except the token endpoint.
     """
@@ -50,6 +51,7 @@ class FaultRule:
     delay: float | None = None
     error_operation: bool = False
     expire_tokens: bool = False
+    reverse_results: bool = False
     message: str = "Simulated failure"
     code: str | None = None
 
@@ -96,6 +98,7 @@ def build_fault_rule(data: Any) -> FaultRule:
         "delay": (int, float),
         "error_operation": (bool,),
         "expire_tokens": (bool,),
+        "reverse_results": (bool,),
         "message": (str,),
         "code": (str,),
     }
@@ -111,11 +114,12 @@ def build_fault_rule(data: Any) -> FaultRule:
         rule.delay is not None,
         rule.error_operation,
         rule.expire_tokens,
+        rule.reverse_results,
     ]
     if sum(actions) != 1:
         raise FaultRuleError(
             "a fault rule needs exactly one action: "
-            "status, drop, gateway, delay, error_operation, expire_tokens"
+            "status, drop, gateway, delay, error_operation, expire_tokens, reverse_results"
         )
     if rule.status is not None and rule.status in _REFUSAL_STATUSES:
         if rule.code is None:

@@ -59,3 +59,25 @@ def test_operation_ending_in_error_leaves_records_unsynced_then_next_run_sends_t
     assert len(submissions(project.sim)) == sent + 1  # the statistics only: courses are synced
     assert operations(project.sim)[-1]["items"] == 12
     assert len(attempts_per_pair(project.sim)) == 12
+
+
+def test_results_in_another_order_are_paired_with_the_items_read_back_from_the_ledger(
+    project: Project,
+) -> None:
+    # In flight, apply keeps a batch's items as hashes only (the ledger holds the texts). Results
+    # that do not repeat the items in order (their order is undocumented) are paired with the
+    # items read back from the ledger: each record gets its own result, none is missing.
+    project.sim.add_faults(
+        [{"method": "GET", "path_regex": "/results$", "reverse_results": True, "count": 2}]
+    )
+    result = project.apply()
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert project.sim.snapshot()["faults"] == []  # both operations' results came reversed
+    assert "synced 16 | rejected 0" in result.stdout
+    assert project.ledger_rows("SELECT DISTINCT result_status FROM operation_items") == [("success",)]
+    # Each item holds the platform's id of its own course: as the simulator's results say.
+    ids = dict(
+        project.ledger_rows("SELECT record_key, resource_id FROM operation_items WHERE kind = 'course'")
+    )
+    platform = {c["externalId"]: c["courseId"] for c in project.sim.snapshot()["courses"]}
+    assert ids == platform
