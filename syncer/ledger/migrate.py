@@ -2,7 +2,8 @@
 
 ``Ledger.open`` (syncer/ledger/base.py) calls these in order. The Alembic scripts are found through
 ``syncer.resources.migrations_dir`` (a checkout's ``migrations/`` or a wheel's ``syncer/_data``);
-Alembic itself is imported only when a ledger is not at ``SCHEMA_REVISION``.
+Alembic itself is imported only when a ledger is not at ``SCHEMA_REVISION``, and not for a new
+SQLite ledger either (``_create_new``: the models at that revision).
 """
 
 from __future__ import annotations
