@@ -752,7 +752,9 @@ def refresh(
 @cli.command()
 @CONFIG_ARG
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def status(config_path: Path, fmt: str) -> None:
+@REDACT
+@click.pass_obj
+def status(ctx: Context, config_path: Path, fmt: str, redact: bool) -> None:
     """Last runs, operations in flight, and synced, rejected, invalid and held records per integration."""
     from syncer.config import load_config
     from syncer.ledger import Ledger
@@ -760,11 +762,13 @@ def status(config_path: Path, fmt: str) -> None:
     from syncer.report import render_status
 
     config = load_config(config_path)
+    redact = _redaction(ctx, redact, config)  # a run's recorded error may quote the API's message
     ledger = Ledger.open(config.ledger_url.reveal())
     try:
-        click.echo(render_status(ledger, fmt, orphans=orphaned_integrations(config, ledger)), nl=False)
+        shown = render_status(ledger, fmt, orphans=orphaned_integrations(config, ledger))
     finally:
         ledger.close()
+    click.echo(_redacted(shown, redact), nl=False)
 
 
 @cli.command()

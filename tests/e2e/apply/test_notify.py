@@ -254,6 +254,10 @@ def test_with_redact_the_error_shows_no_learner_email(project: Project, hooks: R
     assert plain.exit_code == 4, plain.stdout + plain.stderr
     [shown] = hooks.at(HOOK)
     assert mail in shown.json()["error"]  # without --redact, the error is the API's own words
+    # `syncer status` shows that run's recorded error: as it is, or with the learner as a token.
+    assert mail in project.cli("status", str(project.config)).stdout
+    status = project.cli("status", str(project.config), "--redact").stdout
+    assert mail not in status and f"cannot import the course of {mail_token(mail)}" in status
 
     redacted = project.apply("--redact")
     assert redacted.exit_code == 4, redacted.stdout + redacted.stderr
