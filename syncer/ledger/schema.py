@@ -89,8 +89,9 @@ class ItemStatus(StrEnum):
 
 
 SYNCED_ONLY = text(f"status = '{RecordStatus.SYNCED.value}'")
-"""The condition of the partial digest index; a query that should use the index states it as
-written here (``synced_only``), not with a bound parameter, which SQLite cannot match to it."""
+"""The condition of the partial digest index. A query uses the index when it asks for
+``status = 'synced'``, as a literal or a bound parameter (SQLite plans with the bound value;
+PostgreSQL's custom plans too): ``tests/ledger/test_ledger.py`` checks the planner's probe."""
 
 
 def _enum(cls: type[StrEnum]) -> Enum:

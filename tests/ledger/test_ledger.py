@@ -108,6 +108,23 @@ def test_a_new_ledger_is_made_as_the_migrations_make_it(tmp_path: Path) -> None:
     command.check(alembic_config(f"sqlite:///{tmp_path / 'new.db'}"))
 
 
+def test_the_planner_probe_by_digest_uses_the_synced_only_index(url: str, ledger: Ledger) -> None:
+    # The probe of syncer/plan/skim.py: synced records by source digest, the status a bound
+    # parameter. The partial index (migration 0008) must serve it, or a plan of 1,000,000
+    # unchanged rows scans the records table once per row.
+    from sqlalchemy import literal, select, true
+
+    from syncer.ledger import records
+
+    r = records.c
+    probe = select(literal(1)).where(r.source_digest == 42, r.status == RecordStatus.SYNCED, r.live == true())
+    with ledger.engine.connect() as conn:
+        compiled = probe.compile(conn)
+        params = tuple(compiled.params[name] for name in compiled.positiontup or ())
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params).all()
+        assert any("ix_records_synced_digest" in row[-1] for row in plan), plan
+
+
 def test_a_new_ledger_is_made_without_alembic(tmp_path: Path) -> None:
     # Its modules are 11 MB of a first sync's memory (docs/performance.md): a new process shows it.
     import subprocess
