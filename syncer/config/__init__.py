@@ -28,6 +28,7 @@ from syncer.config.model import SourceKind as SourceKind
 from syncer.config.model import Tolerance as Tolerance
 from syncer.config.model import UnsafeChange as UnsafeChange
 from syncer.config.model import Webhook as Webhook
+from syncer.config.model import Window as Window
 from syncer.secrets import Secret as Secret
 from syncer.secrets import redact_url as redact_url
 
@@ -52,6 +53,7 @@ __all__ = [
     "Tolerance",
     "UnsafeChange",
     "Webhook",
+    "Window",
     "config_schema",
     "load_config",
     "redact_url",

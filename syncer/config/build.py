@@ -8,6 +8,7 @@ stages' messages, and the digest covers the data without its secrets.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,17 @@ def _build_source(doc: Document, name: str, spec: dict[str, Any], folder: Path) 
     where = doc.where(("sources", name))
     if "sql" in spec:
         sql = spec["sql"]
-        return SourceConfig(name, SourceKind.SQL, url=Secret(sql["url"]), query=sql["query"], where=where)
+        overlap = sql.get("overlap")
+        return SourceConfig(
+            name,
+            SourceKind.SQL,
+            url=Secret(sql["url"]),
+            query=sql["query"],
+            where=where,
+            cursor=sql.get("cursor"),
+            overlap=duration(overlap) if isinstance(overlap, str) else overlap,
+            full_every=duration(sql["full_every"]) if "full_every" in sql else None,
+        )
     kind = SourceKind.CSV if "csv" in spec else SourceKind.JSONL
     file = Path(spec[kind.value]).expanduser()
     return SourceConfig(
@@ -132,6 +143,14 @@ def _build_source(doc: Document, name: str, spec: dict[str, Any], folder: Path) 
         encoding=spec.get("encoding", "utf-8"),
         where=where,
     )
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(text: str) -> timedelta:
+    """``30s``, ``5m``, ``2h``, ``1d``, ``2w`` (the schema's pattern) as a timedelta."""
+    return timedelta(seconds=float(text[:-1]) * _UNITS[text[-1]])
 
 
 def _build_integration(doc: Document, name: str, spec: dict[str, Any]) -> IntegrationConfig:

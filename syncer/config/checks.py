@@ -58,6 +58,7 @@ def check(doc: Document, data: Any) -> None:
             _schema_problem(doc, leaf, fallback)
     if isinstance(data, dict):
         _check_semantics(doc, data)
+        _check_incremental(doc, data)
 
 
 def _notify_on_keys(doc: Document, data: Any) -> None:
@@ -507,3 +508,41 @@ def _check_field(doc: Document, path: NodePath, target: str, spec: Any) -> None:
         else:
             if any(not name.strip() for name in names):
                 doc.add((*path, "template"), "every {} in a template must name a column: {column}")
+
+
+# --------------------------------------------------------------------------------------------
+# Incremental SQL sources (docs/incremental.md)
+
+
+def _check_incremental(doc: Document, data: dict[str, Any]) -> None:
+    """``overlap``/``full_every`` only with a ``cursor``; ``archive_missing`` never from an
+    incremental read alone: rows it did not read are not gone, so it needs ``full_every``."""
+    sources = data.get("sources")
+    incremental: dict[str, bool] = {}  # source -> has full_every
+    for name, src in sources.items() if isinstance(sources, dict) else ():
+        sql = src.get("sql") if isinstance(src, dict) else None
+        if not isinstance(sql, dict):
+            continue
+        if "cursor" in sql:
+            incremental[name] = "full_every" in sql
+            continue
+        for key in ("overlap", "full_every"):
+            if key in sql:
+                doc.add(
+                    ("sources", name, "sql", key),
+                    "applies only to an incremental source: add cursor: COLUMN (e.g. updated_at)",
+                    key=True,
+                )
+    integrations = data.get("integrations")
+    for name, spec in integrations.items() if isinstance(integrations, dict) else ():
+        courses = spec.get("courses") if isinstance(spec, dict) else None
+        if not isinstance(courses, dict) or courses.get("archive_missing") is not True:
+            continue
+        source = courses.get("source")
+        if isinstance(source, str) and incremental.get(source) is False:
+            doc.add(
+                ("integrations", name, "courses", "archive_missing"),
+                f"source {source!r} is read incrementally (cursor:), so a course it does not read is not "
+                f"gone: add full_every: 7d (or another period) to {source}'s sql, then courses are "
+                "archived by its full reads (and by apply --full), or remove archive_missing",
+            )

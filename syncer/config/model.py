@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,27 @@ class SourceConfig:
     url: Secret | None = None  # sql: SQLAlchemy URL (may hold a password)
     query: str | None = None  # sql
     where: str = ""  # "config.yaml:LINE:COL" of the declaration, for messages
+    # sql, incremental (docs/incremental.md): the column past whose last recorded value a run reads,
+    # how far before that value it starts again (a timedelta or a number; None: the default for
+    # the column's type), and how old the last full read may grow.
+    cursor: str | None = None
+    overlap: timedelta | float | None = None
+    full_every: timedelta | None = None
+    # Set by the planner for one run (syncer/plan/reads.py), never by the config: which rows to read.
+    window: Window | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """The rows of an incremental SQL source one run reads: ``since <= column <= upto``.
+
+    ``since`` None reads from the start (a full read); ``upto`` None has no upper bound. The
+    bounds are values of the column's type (datetime, date, int, float, Decimal or str).
+    """
+
+    column: str
+    since: Any = None
+    upto: Any = None
 
 
 @dataclass(frozen=True)
