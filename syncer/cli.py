@@ -28,7 +28,14 @@ if TYPE_CHECKING:
 # Every import inside a function below is there on purpose, for start-up speed: each command
 # loads only the stages it runs (asyncio, orjson, aiohttp, SQLAlchemy, the simulator), so
 # `syncer --help` and `syncer validate` stay fast.
-CONFIG_ARG = click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path, dir_okay=False))
+FULL = click.option(
+    "--full",
+    is_flag=True,
+    help="Read incremental SQL sources (cursor:) in full: every row, and courses they no longer have "
+    "are archived where archive_missing is on (docs/incremental.md).",
+)
+# CONFIG: a config file, or a config directory (syncer.yaml and part files: docs/config.md).
+CONFIG_ARG = click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path))
 LOCK_TIMEOUT = click.option(
     "--lock-timeout",
     type=click.FloatRange(min=0),
@@ -411,6 +418,7 @@ def doctor(config_path: Path, integrations: tuple[str, ...]) -> None:
     is_flag=True,
     help="As apply's: the plan does not exit 6 for archiving more than 10% of the live courses.",
 )
+@FULL
 @REDACT
 @click.pass_obj
 def plan(
@@ -422,6 +430,7 @@ def plan(
     detailed_exitcode: bool,
     refresh_first: bool,
     allow_mass_archive: bool,
+    full: bool,
     redact: bool,
 ) -> None:
     """Show what apply would send: courses, statistics, archives, and the invalid rows.
@@ -449,7 +458,7 @@ def plan(
             progress = _progress_for(ctx)
             with acquire_lock(ledger, names):
                 run_refresh(config, ledger, names, progress=progress)
-        with build_plan(config, ledger, integrations=integrations or None) as computed:
+        with build_plan(config, ledger, integrations=integrations or None, full=full) as computed:
             blockers = computed.blockers(allow_mass_archive=allow_mass_archive)
             would_exit = max((_BLOCKED_EXIT[b.reason.value] for b in blockers), default=0)
             if out is not None:
@@ -603,6 +612,7 @@ def _watched(command: Callable[..., None]) -> Callable[..., None]:
     help="Archive even when more than 10% (and more than 5) of an integration's live courses go.",
 )
 @LOCK_TIMEOUT
+@FULL
 @REDACT
 @click.option(
     "--poll-seconds",
@@ -629,6 +639,7 @@ def apply(
     retry_rejected: bool,
     allow_mass_archive: bool,
     lock_timeout: float,
+    full: bool,
     redact: bool,
     poll_seconds: float | None,
     watch: RunWatch,
@@ -653,6 +664,8 @@ def apply(
             raise ConfigError("--integration differs from the saved plan's; plan again or drop it")
         integrations = saved.integrations or ()
         retry_rejected = retry_rejected or saved.retry_rejected
+        if full:
+            raise ConfigError("--full goes with the plan: run syncer plan --full --out PLANFILE, apply that")
     progress = _progress_for(ctx)
     with contextlib.ExitStack() as stack:
         if simulate:
@@ -676,6 +689,8 @@ def apply(
                 integrations=tuple(names),
                 retry_rejected=retry_rejected,
                 allow_mass_archive=allow_mass_archive,
+                full=full,
+                reads=saved.reads if saved is not None else None,
                 **_poll_option(poll_seconds),
             ),
             progress=progress,

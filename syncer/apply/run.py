@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +25,13 @@ from syncer.config import Config
 from syncer.errors import GuardError, InterruptedRunError, SyncerError, outcome_of
 from syncer.ledger import Ledger, RunStatus
 from syncer.ledger.identity import settle_renames
-from syncer.models import OperationType
+from syncer.models import OperationType, RecordKind
 from syncer.plan import Plan, build_plan, select_integrations
+from syncer.plan.reads import Read
 from syncer.progress import NullProgress, Progress, announce, event, log
 from syncer.refresh import RefreshReport, list_learners, refresh_integrations
 from syncer.refresh.reads import find_integration
+from syncer.sources.incremental import shown
 
 HEARTBEAT_SECONDS = 30.0
 """How often a long apply refreshes its lock holder row (``heartbeat_at``)."""
@@ -44,6 +46,8 @@ class ApplyOptions:
     retry_rejected: bool = False
     allow_mass_archive: bool = False
     poll: PollPolicy = field(default_factory=PollPolicy)
+    full: bool = False  # incremental SQL sources read in full (--full)
+    reads: Mapping[tuple[str, RecordKind], Read] | None = None  # a plan file's reads, kept as is
 
 
 async def apply_config(
@@ -83,9 +87,18 @@ async def apply_config(
             await executor.drain()
             report.refresh = await refresh_unknown(client, config, ledger, names, progress)
             with build_plan(
-                config, ledger, integrations=names, retry_rejected=options.retry_rejected, progress=progress
+                config,
+                ledger,
+                integrations=names,
+                retry_rejected=options.retry_rejected,
+                progress=progress,
+                full=options.full,
+                reads=options.reads,
             ) as plan:
                 report.plan = plan
+                reads = plan.reads
+                for read in reads:
+                    event(read.describe(), integration=read.integration, source=read.source, full=read.full)
                 _check_guards(plan, options)
                 plan.remember_digests()
                 for summary in plan.integrations:
@@ -124,6 +137,7 @@ async def apply_config(
             for name, outcome in report.integrations.items():
                 if not outcome.failed_operations and not outcome.rejected:
                     ledger.clear_restored_drift(name)  # what the refresh found is put right
+            move_cursors(ledger, report, reads)
         except (asyncio.CancelledError, InterruptedRunError) as exc:
             await executor.cancel()
             if not stop.is_set() and not isinstance(exc, InterruptedRunError):
@@ -140,6 +154,46 @@ async def apply_config(
             await executor.cancel()
             raise
     return report
+
+
+def move_cursors(ledger: Ledger, report: RunReport, reads: Sequence[Read]) -> None:
+    """Record how far each incremental source was read, once every record of the read is recorded.
+
+    Not for an integration with an operation that failed or is still unfinished: its records
+    may not all be on the platform, so the next run reads the same rows again (the ledger then
+    sends only what is not synced). Rejected, held and invalid rows are recorded (``syncer
+    rejected``); they are read again when their row changes, or by a full read.
+    """
+    for read in reads:
+        outcome = report.integrations.get(read.integration)
+        if outcome is None:
+            continue
+        if outcome.failed_operations or ledger.unfinished_operations(read.integration):
+            log.warning(
+                "%s: the cursor of source %r stays at %s: an operation of this integration did not "
+                "complete; the next run reads the same rows again",
+                read.integration,
+                read.source,
+                shown(read.stored),
+                extra={"integration": read.integration, "source": read.source},
+            )
+            continue
+        moved = ledger.move_cursor(
+            read.integration,
+            read.kind.value,
+            read.source,
+            query_digest=read.query_digest,
+            value=read.high,
+            full=read.full,
+            run_id=report.run_id,
+        )
+        if moved:
+            event(
+                f"{read.integration}: cursor of source {read.source!r} ({read.kind.value}s) recorded at "
+                f"{read.column} = {shown(read.high)}",
+                integration=read.integration,
+                source=read.source,
+            )
 
 
 async def _together(streams: Sequence[Coroutine[Any, Any, None]]) -> None:

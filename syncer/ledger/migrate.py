@@ -103,7 +103,7 @@ def alembic_config(url: str | None = None) -> Any:
     return cfg
 
 
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
 """The newest migration in migrations/versions (a test checks): a ledger already there opens
 without importing Alembic (a tenth of a second on every command)."""
 

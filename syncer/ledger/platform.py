@@ -26,6 +26,7 @@ from syncer.ledger.schema import (
     platform_courses_table,
     platform_users_table,
     records,
+    source_cursors_table,
 )
 from syncer.ledger.writes import LedgerWrites, _now, _upsert, bump_generations
 from syncer.models import RecordKind, RecordStatus
@@ -42,6 +43,7 @@ _BY_NAME: tuple[Table, ...] = (
     platform_courses_table,
     foreign_attempts_table,
     drift_table,
+    source_cursors_table,
 )
 
 

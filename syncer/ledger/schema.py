@@ -387,6 +387,26 @@ class DriftRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class SourceCursorRow(Base):
+    """Where an incremental SQL source's next read starts, per integration and kind reading it.
+
+    ``value`` is the greatest cursor value of the last read whose records are all recorded (JSON
+    with its type, syncer/sources/incremental.py); ``query_digest`` covers the query and the
+    cursor column: when either changes, the next read is a full one (docs/incremental.md).
+    """
+
+    __tablename__ = "source_cursors"
+
+    integration: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    source: Mapped[str] = mapped_column(String(255), primary_key=True)
+    query_digest: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str | None] = mapped_column(Text)  # None: the source had no row yet
+    full_read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    moved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    run_id: Mapped[int | None] = mapped_column(Integer)
+
+
 records = cast(Table, RecordRow.__table__)
 held_records_table = cast(Table, HeldRecordRow.__table__)
 operations = cast(Table, OperationRow.__table__)
@@ -403,3 +423,4 @@ platform_courses_table = cast(Table, PlatformCourseRow.__table__)
 platform_users_table = cast(Table, PlatformUserRow.__table__)
 foreign_attempts_table = cast(Table, ForeignAttemptRow.__table__)
 drift_table = cast(Table, DriftRow.__table__)
+source_cursors_table = cast(Table, SourceCursorRow.__table__)

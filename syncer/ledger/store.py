@@ -14,7 +14,7 @@ from sqlalchemy import Select, Table, and_, case, func, select
 from sqlalchemy.engine import Connection
 
 from syncer.errors import LedgerError
-from syncer.ledger.platform import LedgerPlatform
+from syncer.ledger.cursors import LedgerCursors
 from syncer.ledger.rows import (
     OperationInfo,
     OperationItem,
@@ -47,7 +47,7 @@ from syncer.models import (
 __all__ = ["Ledger"]
 
 
-class Ledger(LedgerPlatform):
+class Ledger(LedgerCursors):
     """The repository over the ledger database. Methods are transactional and idempotent."""
 
     # -- runs and integrations -------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 
 from sqlalchemy import Index
@@ -27,6 +27,7 @@ from syncer.plan.attempts import Preflight, predict
 from syncer.plan.compare import classify, resolve_duplicates
 from syncer.plan.plan import Plan
 from syncer.plan.query import QueryStream, in_ledger
+from syncer.plan.reads import Read, decide_reads
 from syncer.plan.skim import Skim, settle_duplicates, skim_file
 from syncer.plan.stage import Desired, Inserter, stage_all, stage_archives, stage_items
 from syncer.plan.streams import FileStream, stage_runs
@@ -52,11 +53,18 @@ def build_plan(
     retry_rejected: bool = False,
     detail_limit: int = DETAIL_LIMIT,
     progress: Progress | None = None,
+    full: bool = False,
+    reads: Mapping[tuple[str, RecordKind], Read] | None = None,
 ) -> Plan:
     """Map every selected integration's sources and compare them with the ledger (``progress``:
-    a counter of rows per source read, then the comparison)."""
+    a counter of rows per source read, then the comparison).
+
+    Incremental SQL sources read the rows ``decide_reads`` chooses (syncer/plan/reads.py): every
+    row with ``full``, else those past the recorded cursor; ``reads``: a plan file's, kept as is.
+    """
     names = select_integrations(config, integrations)
     renamed = settle_renames(config, ledger, names)
+    chosen = decide_reads(config, ledger, names, full=full, retry_rejected=retry_rejected, given=reads)
     desired: list[Desired] = []
     for name in names:
         integration = config.integrations[name]
@@ -64,20 +72,27 @@ def build_plan(
             if spec is None:
                 continue
             source = config.sources[spec.source]
+            read = chosen.get((name, kind))
+            incremental = read is not None and not read.full
+            if read is not None:
+                source = read.on(source)
             by_digest = source.kind is not SourceKind.SQL
-            # A query on the ledger's own database: digested and looked up on the server.
-            on_server = in_ledger(source, config.ledger_url.reveal())
+            # A query on the ledger's own database: digested and looked up on the server. An
+            # incremental read is small: it is mapped the ordinary way.
+            on_server = not incremental and in_ledger(source, config.ledger_url.reveal())
             stream = QueryStream(integration, kind, spec, source) if on_server else None
             desired.append(
                 Desired(
                     name,
                     kind,
                     () if by_digest or on_server else stage_runs(integration, kind, spec, source),
-                    archive_missing=spec.archive_missing and kind is RecordKind.COURSE,
+                    # Rows an incremental read did not read are not gone: only full reads archive.
+                    archive_missing=spec.archive_missing and kind is RecordKind.COURSE and not incremental,
                     tolerance=spec.tolerate_invalid,
                     send_unsafe=kind is RecordKind.STAT and spec.on_unsafe_change is UnsafeChange.SEND,
                     file=FileStream(integration, kind, spec, source) if by_digest else stream,
                     source=source.name,
+                    incremental=incremental,
                 )
             )
     refreshed = {info.name for info in ledger.integration_infos() if info.refreshed_at is not None}
@@ -98,6 +113,7 @@ def build_plan(
         progress=progress,
     )
     plan.renamed = renamed
+    plan.reads = tuple(chosen.values())
     plan.orphans = tuple(orphaned_integrations(config, ledger))
     plan.drift = tuple(ledger.drift(names))
     return plan
@@ -257,6 +273,8 @@ def _empty_sources(
     for d in desired:
         if valid.get((d.integration, d.kind), 0) or tally.get((d.integration, d.kind.value, INVALID), 0):
             continue
+        if d.incremental:
+            continue  # no row changed since the cursor: the plan's read line says so
         what = "courses" if d.kind is RecordKind.COURSE else "statistics"
         source = f"source {d.source!r}" if d.source else "the source"
         message = f"{d.integration}: {source} gave no {what} (empty, header only, or every row filtered out)"

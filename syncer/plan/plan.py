@@ -34,6 +34,7 @@ from syncer.models import (
     content_hash,
 )
 from syncer.plan.attempts import Prediction
+from syncer.plan.reads import Read
 from syncer.plan.summary import API_MAXIMUM, tail_merges
 from syncer.plan.tables import OK, SENDS
 
@@ -125,6 +126,8 @@ class Plan:
         self.renamed: dict[str, str] = {}
         self.orphans: tuple[str, ...] = ()
         self.drift: tuple[DriftInfo, ...] = ()
+        # How each incremental SQL source was read (syncer/plan/reads.py): apply records their cursors.
+        self.reads: tuple[Read, ...] = ()
 
     def invalid_tolerated(self, integration: str) -> bool:
         """True when the integration's invalid rows stay within its ``tolerate_invalid``."""

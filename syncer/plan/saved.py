@@ -18,9 +18,10 @@ import orjson
 from syncer.config import Config, SourceConfig, SourceKind
 from syncer.errors import PlanError, SourceError
 from syncer.ledger import Ledger
-from syncer.models import dumps_canonical
+from syncer.models import RecordKind, dumps_canonical
 from syncer.plan.build import select_integrations
 from syncer.plan.plan import Plan
+from syncer.plan.reads import Read, reads_from_data
 from syncer.sources import load_rows
 
 __all__ = ["SavedPlan", "check_saved_plan", "fingerprint_source", "load_saved_plan", "save_plan"]
@@ -40,6 +41,9 @@ class SavedPlan:
     integrations: tuple[str, ...] | None
     retry_rejected: bool
     summary: Mapping[str, Any] = field(default_factory=dict)
+    # Incremental SQL sources: the rows each stream read (apply reads the same), and their hash.
+    reads: Mapping[tuple[str, RecordKind], Read] = field(default_factory=dict)
+    read_fingerprints: Mapping[tuple[str, RecordKind], str] = field(default_factory=dict)
 
 
 def fingerprint_source(source: SourceConfig) -> str:
@@ -61,12 +65,14 @@ def fingerprint_source(source: SourceConfig) -> str:
     return digest.hexdigest()
 
 
-def _used_sources(config: Config, names: Iterable[str]) -> list[str]:
+def _used_sources(config: Config, names: Iterable[str], reads: Iterable[Read] = ()) -> list[str]:
+    """The sources the plan read in full (an incremental read is fingerprinted on its own rows)."""
+    windowed = {(r.integration, r.kind) for r in reads}
     used: list[str] = []
     for name in names:
         integration = config.integrations[name]
-        for spec in (integration.courses, integration.stats):
-            if spec is not None and spec.source not in used:
+        for kind, spec in ((RecordKind.COURSE, integration.courses), (RecordKind.STAT, integration.stats)):
+            if spec is not None and spec.source not in used and (name, kind) not in windowed:
                 used.append(spec.source)
     return used
 
@@ -95,7 +101,14 @@ def save_plan(
         "config": str(config.path),
         "config_digest": _config_digest(config),
         "ledger_generations": {name: plan.generations.get(name, 0) for name in names},
-        "sources": {name: fingerprint_source(config.sources[name]) for name in _used_sources(config, names)},
+        "sources": {
+            name: fingerprint_source(config.sources[name])
+            for name in _used_sources(config, names, plan.reads)
+        },
+        "reads": [
+            {**read.data(), "fingerprint": fingerprint_source(read.on(config.sources[read.source]))}
+            for read in plan.reads
+        ],
         "integrations": list(integrations) if integrations else None,
         "retry_rejected": plan.retry_rejected,
         "plan": dict(summary),
@@ -131,6 +144,11 @@ def load_saved_plan(path: Path) -> SavedPlan:
             integrations=None if names is None else tuple(str(n) for n in names),
             retry_rejected=bool(data["retry_rejected"]),
             summary=data["plan"],
+            reads=reads_from_data(data.get("reads", [])),
+            read_fingerprints={
+                (str(r["integration"]), RecordKind(r["kind"])): str(r["fingerprint"])
+                for r in data.get("reads", [])
+            },
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PlanError(f"{path}: not a syncer plan file ({type(exc).__name__}: {exc})") from exc
@@ -151,3 +169,10 @@ def check_saved_plan(saved: SavedPlan, config: Config, ledger: Ledger) -> None:
         source = config.sources.get(name)
         if source is None or fingerprint_source(source) != fingerprint:
             raise PlanError(f"{saved.path}: the source {name!r} changed since the plan was made; {again}")
+    for key, read in saved.reads.items():
+        source = config.sources.get(read.source)
+        if source is None or fingerprint_source(read.on(source)) != saved.read_fingerprints.get(key):
+            raise PlanError(
+                f"{saved.path}: the rows of source {read.source!r} the plan read changed since it was made; "
+                f"{again}"
+            )

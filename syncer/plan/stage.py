@@ -50,6 +50,7 @@ class Desired:
     # Statistics whose predicted effect is unsafe are sent anyway (stats.on_unsafe_change: send).
     send_unsafe: bool = False
     source: str = ""  # the source's name in the config, for messages
+    incremental: bool = False  # an incremental read of an SQL source: rows not read are not gone
 
 
 class Inserter:

@@ -29,6 +29,7 @@ from syncer.models import (
 from syncer.plan import Blocker, Plan
 from syncer.redaction import redact_data, redact_text
 from syncer.report.pieces import HELD_WHY, held_stats, invalid_text, key_text, number, unsafe_text
+from syncer.sources.incremental import shown
 
 FORMATS = ("text", "json", "markdown")
 FORMAT_VERSION = 2
@@ -166,6 +167,28 @@ def identity_lines(plan: Plan) -> list[str]:
     return lines
 
 
+def read_lines(plan: Plan) -> list[str]:
+    """How each incremental SQL source was read (docs/incremental.md), one line each."""
+    return [f"read: {read.describe()}" for read in plan.reads]
+
+
+def _reads_data(plan: Plan) -> list[dict[str, Any]]:
+    return [
+        {
+            "integration": r.integration,
+            "kind": r.kind.value,
+            "source": r.source,
+            "cursor": r.column,
+            "full": r.full,
+            "reason": r.reason or None,
+            "recorded": None if r.stored is None else shown(r.stored),
+            "since": None if r.since is None else shown(r.since),
+            "upto": None if r.high is None else shown(r.high),
+        }
+        for r in plan.reads
+    ]
+
+
 def _sent_unsafe(plan: Plan) -> list[UnsafeStat]:
     return [u for u in plan.unsafe if not u.held]
 
@@ -187,6 +210,7 @@ def render_text(
     lines += [summary_line(s) for s in plan.integrations]
     lines += [f"warning: {w}" for s in plan.integrations for w in s.warnings]
     lines += identity_lines(plan)
+    lines += read_lines(plan)
     for s in plan.integrations:
         if s.guard:
             lines.append(f"guard: {s.guard}")
@@ -333,6 +357,7 @@ def render_markdown(
         head.append(f"| {_md(s.name)} | {courses} | {stats} | {counts} |")
     head += ["", legend_markdown(plan), ""]
     head.extend(f"> {_md(line)}" for line in identity_lines(plan))
+    head.extend(f"> {_md(line)}" for line in read_lines(plan))
     head.append("**No changes.**" if not plan.has_changes else f"**{number(plan.changes_total)} changes.**")
     text = clean("\n".join(head) + "\n")
     # Held statistics first: a person must decide on them. Each section may use its share of
@@ -487,6 +512,7 @@ def plan_data(
         ],
         "renamed": [{"from": old, "to": new} for new, old in plan.renamed.items()],
         "orphans": list(plan.orphans),
+        "reads": _reads_data(plan),
         "drift_total": len(plan.drift),
         "drift": [{**asdict(d), "display_key": key_text(d.kind, d.key)} for d in plan.drift[:DRIFT_LIMIT]],
     }

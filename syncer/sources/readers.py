@@ -26,11 +26,13 @@ __all__ = [
     "csv_error",
     "csv_values",
     "decode_error",
+    "high_water",
     "jsonl_value",
     "load_columns",
     "load_rows",
     "load_values",
     "stream_encoding",
+    "windowed",
 ]
 
 SQL_BATCH_ROWS = 1000
@@ -272,8 +274,9 @@ def _sql_cursor(source: SourceConfig) -> Generator[Any, None, None]:
     try:
         engine = create_engine(url)
         with engine.connect() as conn:
+            query, params = windowed(conn, source)
             result = conn.execution_options(stream_results=True, yield_per=SQL_BATCH_ROWS).execute(
-                text(source.query)
+                text(query), params
             )
             with result:
                 yield [str(key) for key in result.keys()]  # noqa: SIM118 - a Result, not a dict
@@ -282,6 +285,69 @@ def _sql_cursor(source: SourceConfig) -> Generator[Any, None, None]:
     except SQLAlchemyError as exc:
         raise SourceError(_sql_message(source, url, exc)) from exc
     except ImportError as exc:  # a missing DB driver surfaces as a plain ImportError
+        raise SourceError(
+            f"source {source.name!r}: the database driver is not installed ({exc.name}){_declared(source)}"
+        ) from exc
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+_WINDOW = "syncer_window"
+
+
+def windowed(conn: Any, source: SourceConfig) -> tuple[str, dict[str, Any]]:
+    """The source's query and its parameters, limited to its ``window`` when it has one.
+
+    The query becomes a subquery: ``SELECT * FROM (QUERY) AS syncer_window WHERE "cursor" >=
+    :syncer_since AND "cursor" <= :syncer_upto`` (the column quoted as the dialect quotes it).
+    """
+    assert source.query is not None
+    query = source.query.strip().rstrip(";").strip()
+    window = source.window
+    if window is None or (window.since is None and window.upto is None):
+        return query, {}
+    column = f"{_WINDOW}.{conn.dialect.identifier_preparer.quote(window.column)}"
+    tests, params = [], {}
+    if window.since is not None:
+        tests.append(f"{column} >= :syncer_since")
+        params["syncer_since"] = window.since
+    if window.upto is not None:
+        tests.append(f"{column} <= :syncer_upto")
+        params["syncer_upto"] = window.upto
+    return f"SELECT * FROM ({query}) AS {_WINDOW} WHERE {' AND '.join(tests)}", params
+
+
+def high_water(source: SourceConfig, since: Any = None) -> Any:
+    """The greatest value of the source's cursor column (among rows from ``since`` on), or None.
+
+    Asked before the rows are read: a row written after this answer, with a greater value, is
+    read by the next run; one written late with a smaller value is what the overlap is for.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if source.url is None or not source.query or not source.cursor:
+        raise SourceError(f"source {source.name!r} needs an SQL url, query and cursor{_declared(source)}")
+    url = source.url.reveal()
+    engine = None
+    try:
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            column = f"{_WINDOW}.{conn.dialect.identifier_preparer.quote(source.cursor)}"
+            query = source.query.strip().rstrip(";").strip()
+            sql = f"SELECT max({column}) FROM ({query}) AS {_WINDOW}"
+            params = {}
+            if since is not None:
+                sql += f" WHERE {column} >= :syncer_since"
+                params["syncer_since"] = since
+            return conn.execute(text(sql), params).scalar()
+    except SQLAlchemyError as exc:
+        message = _sql_message(source, url, exc)
+        if source.cursor.lower() in message.lower():
+            message += f" (is cursor: {source.cursor} a column of the query's result?)"
+        raise SourceError(message) from exc
+    except ImportError as exc:
         raise SourceError(
             f"source {source.name!r}: the database driver is not installed ({exc.name}){_declared(source)}"
         ) from exc

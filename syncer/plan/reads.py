@@ -1,0 +1,191 @@
+"""Which rows of each incremental SQL source a run reads (docs/incremental.md).
+
+For every stream (integration and kind) whose source has a ``cursor``, ``decide_reads`` chooses a
+full read (the first one, ``--full``, ``--retry-rejected``, ``full_every`` due, the query or the
+cursor column changed) or an incremental one: rows whose cursor is at least the last recorded
+value less the overlap, and at most the greatest value the source holds when the plan starts
+(``high``). Apply records ``high`` once every record of the read is recorded
+(``move_cursors``); a saved plan keeps its reads, so that apply reads the very same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from syncer.config import Config, SourceConfig, Window
+from syncer.ledger import Ledger
+from syncer.models import RecordKind, content_hash
+from syncer.sources.incremental import check_value, decode, encode, shown, start
+from syncer.sources.readers import high_water
+
+__all__ = ["Read", "decide_reads", "query_digest", "reads_from_data"]
+
+
+@dataclass(frozen=True)
+class Read:
+    """How one stream reads its incremental source in this run."""
+
+    integration: str
+    kind: RecordKind
+    source: str
+    column: str
+    full: bool
+    reason: str  # why a full read; "" for an incremental one
+    stored: Any  # the cursor recorded before this run (None: none)
+    since: Any  # the lower bound: ``stored`` less the overlap (None for a full read)
+    high: Any  # the greatest cursor value when the plan started: what apply records
+    query_digest: str
+
+    @property
+    def window(self) -> Window | None:
+        """The rows to read (None: every row)."""
+        if self.full:
+            return None
+        return Window(self.column, self.since, self.high)
+
+    def on(self, source: SourceConfig) -> SourceConfig:
+        """``source`` limited to this read's rows."""
+        return replace(source, window=self.window)
+
+    def describe(self) -> str:
+        """One line for a plan and the run's log."""
+        what = "courses" if self.kind is RecordKind.COURSE else "statistics"
+        head = f"{self.integration} {what}: source {self.source!r}"
+        if self.full:
+            return f"{head} read in full ({self.reason}); apply records {self.column} = {shown(self.high)}"
+        upto = f" up to {shown(self.high)}" if self.high is not None else " (no row has a greater one)"
+        return (
+            f"{head} read incrementally: rows with {self.column} from {shown(self.since)}{upto} "
+            f"(recorded: {shown(self.stored)}, less the overlap)"
+        )
+
+    def data(self) -> dict[str, Any]:
+        """JSON-ready, for plans (``reads``) and plan files."""
+        return {
+            "integration": self.integration,
+            "kind": self.kind.value,
+            "source": self.source,
+            "column": self.column,
+            "full": self.full,
+            "reason": self.reason,
+            "stored": _encoded(self.stored),
+            "since": _encoded(self.since),
+            "high": _encoded(self.high),
+            "query_digest": self.query_digest,
+        }
+
+
+def _encoded(value: Any) -> Any:
+    return None if value is None else encode(value)
+
+
+def reads_from_data(items: Iterable[Mapping[str, Any]]) -> dict[tuple[str, RecordKind], Read]:
+    """The reads a plan file kept (``Read.data``)."""
+    out = {}
+    for item in items:
+        read = Read(
+            integration=str(item["integration"]),
+            kind=RecordKind(item["kind"]),
+            source=str(item["source"]),
+            column=str(item["column"]),
+            full=bool(item["full"]),
+            reason=str(item["reason"]),
+            stored=_decoded(item["stored"]),
+            since=_decoded(item["since"]),
+            high=_decoded(item["high"]),
+            query_digest=str(item["query_digest"]),
+        )
+        out[(read.integration, read.kind)] = read
+    return out
+
+
+def _decoded(value: Any) -> Any:
+    return None if value is None else decode(str(value))
+
+
+def query_digest(source: SourceConfig) -> str:
+    """What a cursor was recorded for: the query and the cursor column."""
+    return content_hash({"query": (source.query or "").strip(), "cursor": source.cursor})
+
+
+def decide_reads(
+    config: Config,
+    ledger: Ledger,
+    names: Sequence[str],
+    *,
+    full: bool = False,
+    retry_rejected: bool = False,
+    given: Mapping[tuple[str, RecordKind], Read] | None = None,
+    now: datetime | None = None,
+) -> dict[tuple[str, RecordKind], Read]:
+    """The read of every stream of ``names`` whose source is incremental (``given``: a plan file's)."""
+    now = now or datetime.now(UTC)
+    reads: dict[tuple[str, RecordKind], Read] = {}
+    for name in names:
+        integration = config.integrations[name]
+        for kind, spec in ((RecordKind.COURSE, integration.courses), (RecordKind.STAT, integration.stats)):
+            if spec is None:
+                continue
+            source = config.sources[spec.source]
+            if source.cursor is None:
+                continue
+            if given is not None and (name, kind) in given:
+                reads[(name, kind)] = given[(name, kind)]
+                continue
+            reads[(name, kind)] = _decide(ledger, name, kind, source, full, retry_rejected, now)
+    return reads
+
+
+def _decide(
+    ledger: Ledger,
+    name: str,
+    kind: RecordKind,
+    source: SourceConfig,
+    full: bool,
+    retry_rejected: bool,
+    now: datetime,
+) -> Read:
+    assert source.cursor is not None
+    digest = query_digest(source)
+    held = ledger.cursor_of(name, kind.value, source.name)
+    reason = _full_reason(source, held, digest, full, retry_rejected, now)
+    stored = held.value if held is not None else None
+    since = None if reason else start(source, stored)
+    high = high_water(source, since)
+    if high is not None:
+        check_value(source, high)
+    return Read(name, kind, source.name, source.cursor, bool(reason), reason, stored, since, high, digest)
+
+
+def _full_reason(
+    source: SourceConfig, held: Any, digest: str, full: bool, retry_rejected: bool, now: datetime
+) -> str:
+    if full:
+        return "--full"
+    if retry_rejected:
+        return "--retry-rejected: rejected rows may lie before the cursor"
+    if held is None:
+        return "first read: no cursor recorded yet"
+    if held.query_digest != digest:
+        return "the query or the cursor column changed since the last read"
+    if held.value is None:
+        return "the last read found no row"
+    if source.full_every is not None:
+        last = held.full_read_at
+        if last is not None and last.tzinfo is None:
+            last = last.replace(tzinfo=UTC)  # SQLite keeps no zone: the ledger writes UTC
+        if last is None or now - last >= source.full_every:
+            when = last.strftime("%Y-%m-%d %H:%M UTC") if last is not None else "never"
+            return f"full_every {_period(source.full_every)}: last full read {when}"
+    return ""
+
+
+def _period(every: timedelta) -> str:
+    seconds = int(every.total_seconds())
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
