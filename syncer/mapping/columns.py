@@ -52,6 +52,18 @@ def check_columns(config: Config, sample_rows: int = 20) -> list[Problem]:
             if isinstance(columns, SourceError):
                 continue
             listed = ", ".join(sorted(columns)) or "none"
+            if (
+                source.cursor is not None
+                and source.cursor not in columns
+                and spec is _first_use(config, source)  # the source's own problem: reported once
+            ):
+                problems.append(
+                    config_problem(
+                        source.where or spec.where,
+                        f"cursor column {source.cursor!r} is not a column of source {source.name!r} "
+                        f"(its query gives: {listed})",
+                    )
+                )
             for column, where in _used_columns(spec):
                 if column not in columns:
                     problems.append(
@@ -61,6 +73,15 @@ def check_columns(config: Config, sample_rows: int = 20) -> list[Problem]:
                         )
                     )
     return problems
+
+
+def _first_use(config: Config, source: SourceConfig) -> ObjectConfig | None:
+    """The first courses or stats reading ``source``: where its own problems are reported, once."""
+    for integration in config.integrations.values():
+        for spec in (integration.courses, integration.stats):
+            if spec is not None and spec.source == source.name:
+                return spec
+    return None
 
 
 def _sample_columns(source: SourceConfig, sample_rows: int) -> set[str] | SourceError:
