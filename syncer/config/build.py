@@ -1,8 +1,10 @@
 """Build the typed, frozen ``Config`` (``model``) from config data that passed every check.
 
-Nothing here reports a problem: ``checks`` has already refused what cannot be built. Paths are
-resolved against the config's folder, each declaration keeps its ``FILE:LINE:COL`` for later
-stages' messages, and the digest covers the data without its secrets.
+Nothing here reports a problem: ``checks`` has already refused what cannot be built. A source's
+file is relative to the folder of the file that declares it, the ledger and the metrics file to
+the main file's; each declaration keeps its ``FILE:LINE:COL`` for later stages' messages, and the
+digest covers the data of every file (merged, so that moving a declaration to another file
+changes nothing) without its secrets.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ from syncer.secrets import Secret
 
 
 def build(doc: Document, path: Path, data: dict[str, Any]) -> Config:
-    """The ``Config`` of the config file at ``path``, from its checked ``data``."""
-    folder = path.resolve().parent
+    """The ``Config`` of the config at ``path`` (a file or a directory), from its checked ``data``."""
+    folder = Path(doc.file).resolve().parent  # the main file's
     api = data["api"]
     limits, batch = api.get("limits", {}), api.get("batch_size", {})
     api_config = ApiConfig(
@@ -57,10 +59,14 @@ def build(doc: Document, path: Path, data: dict[str, Any]) -> Config:
         timeout_seconds=float(api.get("timeout_seconds", ApiConfig.timeout_seconds)),
         retry_seconds=float(api.get("retry_seconds", ApiConfig.retry_seconds)),
     )
-    sources = {name: _build_source(doc, name, spec, folder) for name, spec in data["sources"].items()}
+    sources = {
+        name: _build_source(doc, name, spec, Path(doc.file_of(("sources", name))).resolve().parent)
+        for name, spec in data["sources"].items()
+    }
     integrations = {name: _build_integration(doc, name, spec) for name, spec in data["integrations"].items()}
     return Config(
         path=path,
+        files=(Path(doc.file), *(Path(part.file) for part in doc.parts)),
         api=api_config,
         ledger_url=Secret(_ledger_url(data.get("ledger"), folder)),
         sources=sources,
@@ -72,7 +78,7 @@ def build(doc: Document, path: Path, data: dict[str, Any]) -> Config:
         redact=bool(data.get("output", {}).get("redact", False)),
         notify=tuple(_build_webhook(doc, i, spec) for i, spec in enumerate(data.get("notify", []))),
         metrics_file=_metrics_file(data.get("metrics"), folder),
-        warnings=tuple(sorted(doc.warnings, key=lambda p: (p.line or 0, p.column or 0))),
+        warnings=tuple(doc.all_warnings()),
     )
 
 

@@ -3,7 +3,10 @@
 The data comes from ``document.parse`` (interpolated, not yet typed): a value that is one
 ``${VAR}`` where the schema wants a number or a boolean is typed first, by YAML's rules. Each
 problem is recorded on the ``Document`` at the place it concerns, one message per wrong place,
-so that the loader can report them all at once; nothing is raised here.
+so that the loader can report them all at once; nothing is raised here. The data is that of
+every file of the config, merged (``files``), and each integration is completed by its mapping
+and the defaults (``expand``) before the schema sees it: the Document locates each problem where
+its value is written.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from syncer.config.document import Document, NodePath, is_secret
+from syncer.config.expand import expand
 from syncer.resources import schema_path
 
 # Targets whose API type is fixed: a `type` transform that contradicts it is a config error.
@@ -53,11 +57,14 @@ def check(doc: Document, data: Any) -> None:
     """Record on ``doc`` every schema violation and semantic problem of ``data``."""
     _notify_on_keys(doc, data)
     _type_variables(doc, data)
+    expand(doc, data)  # after the typing: a default's ${VAR} is typed before integrations take it
     for error in Draft202012Validator(config_schema()).iter_errors(data):
         for leaf, fallback in _leaves(error):
             _schema_problem(doc, leaf, fallback)
     if isinstance(data, dict):
+        _check_declared(doc, data)
         _check_semantics(doc, data)
+        _check_mappings(doc, data)
         _check_incremental(doc, data)
 
 
@@ -198,6 +205,14 @@ def _schema_problem(doc: Document, err: ValidationError, fallback: str | None) -
     if err.validator == "required":
         required: list[str] = list(err.validator_value)  # type: ignore[arg-type]
         missing = next((k for k in required if f"{k!r} is" in err.message), None)
+        mapping = doc.mapping_uses.get(path)
+        if mapping is not None:  # fields completed by a mapping: say that neither gives it
+            doc.add(
+                (*path[:-1], "mapping"),
+                f"the field {missing!r} is required: neither mapping {mapping!r} nor fields: gives it",
+                mute=False,
+            )
+            return
         doc.add(path, f"missing required key {missing!r}", mute=False)
         return
     number = _unquoted_number(doc, err, path)
@@ -336,6 +351,24 @@ def _check_base_url(doc: Document, path: NodePath, url: str) -> None:
         doc.add(path, f"not a usable URL: {url!r} (give https://host or http://host:port)")
 
 
+def _check_declared(doc: Document, data: dict[str, Any]) -> None:
+    """Sources and integrations, which a config of several files may declare in any of its files."""
+    several = bool(doc.parts)
+    for key in ("sources", "integrations"):
+        if key not in data:
+            where = " (no file of the config declares any)" if several else ""
+            doc.add((), f"missing required key {key!r}{where}", mute=False)
+
+
+def _check_mappings(doc: Document, data: dict[str, Any]) -> None:
+    """Each mapping's field rules, as ``_check_object`` checks those of courses and stats; those
+    an integration uses were checked there already, and are reported there with their use."""
+    mappings = data.get("mappings")
+    for name, mapping in mappings.items() if isinstance(mappings, dict) else ():
+        fields = mapping.get("fields") if isinstance(mapping, dict) else None
+        _check_fields(doc, ("mappings", name, "fields"), fields)
+
+
 def _check_semantics(doc: Document, data: dict[str, Any]) -> None:
     sources = data.get("sources") if isinstance(data.get("sources"), dict) else {}
     assert isinstance(sources, dict)
@@ -450,13 +483,16 @@ def _check_object(doc: Document, path: NodePath, spec: dict[str, Any], sources: 
     )
     if share and float(share.group(1)) > 100:
         doc.add((*path, "tolerate_invalid"), "a share cannot exceed 100%")
-    fields = spec.get("fields")
+    _check_fields(doc, (*path, "fields"), spec.get("fields"))
+
+
+def _check_fields(doc: Document, path: NodePath, fields: Any) -> None:
     for target, field_spec in fields.items() if isinstance(fields, dict) else ():
         if target in ("course", "user") and isinstance(field_spec, dict):
             for identifier, inner in field_spec.items():
-                _check_field(doc, (*path, "fields", target, identifier), target, inner)
+                _check_field(doc, (*path, target, identifier), target, inner)
         else:
-            _check_field(doc, (*path, "fields", target), target, field_spec)
+            _check_field(doc, (*path, target), target, field_spec)
 
 
 def _check_field(doc: Document, path: NodePath, target: str, spec: Any) -> None:

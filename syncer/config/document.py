@@ -4,6 +4,13 @@
 can be located as ``FILE:LINE:COL``; the ``Document`` collects those problems, and the warnings
 (a secret written in the file, an API variable unset when ``offline``). Duplicate keys and unset
 variables are found here, YAML syntax errors end the parse at once.
+
+A config of several files (``files``) is one ``Document`` per file: the main file's holds the
+others as ``parts`` and locates a path in the file that declares it (``own``: a source, an
+integration or a mapping declared in a part), or where it is written when the checked data took
+it from elsewhere (``alias``: a field rule from a mapping, an option from ``defaults:``), with a
+note naming the use. The checks and the build ask the main file's Document and never need to
+know which file said what.
 """
 
 from __future__ import annotations
@@ -38,11 +45,14 @@ OFFLINE_VARIABLES: frozenset[NodePath] = frozenset(
 """Values only a call to the API uses: offline (``syncer validate``), an unset variable there is a warning."""
 
 
-def parse(file: str, text: str, env: Mapping[str, str], *, offline: bool = False) -> tuple[Document, Any]:
+def parse(
+    file: str, text: str, env: Mapping[str, str], *, offline: bool = False, part: bool = False
+) -> tuple[Document, Any]:
     """The document and its data, with ``${VAR}`` taken from ``env``; raise ConfigError on bad YAML.
 
     With ``offline`` an unset variable in one of the ``OFFLINE_VARIABLES`` is a warning, not a
-    problem: its value stays the ``${VAR}`` text, which nothing offline uses.
+    problem: its value stays the ``${VAR}`` text, which nothing offline uses. ``part``: the file
+    is a part file of a config of several files (``files``), which only its messages say.
     """
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError.single(
@@ -65,9 +75,13 @@ def parse(file: str, text: str, env: Mapping[str, str], *, offline: bool = False
         _check_depth(file, text)
         root = loader.get_single_node()
         if root is None:
-            raise ConfigError.single(
-                file, 1, 1, "the config is empty: expected `version: 1`, api, sources..."
+            expected = (
+                "the file is empty: a part file declares sources:, integrations: or mappings: "
+                "(delete it if it has nothing to declare)"
+                if part
+                else "the config is empty: expected `version: 1`, api, sources..."
             )
+            raise ConfigError.single(file, 1, 1, expected)
         _check_aliases(file, root)
         doc = Document(file, text, root, offline=offline)
         doc.check_duplicate_keys(root, ())
@@ -100,6 +114,50 @@ class Document:
         # Values that are one ``${VAR}`` and nothing else (path -> VAR): typed by the schema later.
         self.variables: dict[NodePath, str] = {}
         self._reported: set[NodePath] = set()  # paths already wrong: no second message beneath them
+        # A config of several files: the part files' Documents, the declarations each owns
+        # (("sources", NAME) -> its Document) and the paths of the checked data written elsewhere
+        # (path -> where it is written, and the note naming the use).
+        self.parts: list[Document] = []
+        self._owners: dict[NodePath, Document] = {}
+        self._aliases: dict[NodePath, tuple[NodePath, str]] = {}
+        # Courses' or stats' fields completed by a mapping (their path -> the mapping's name).
+        self.mapping_uses: dict[NodePath, str] = {}
+
+    # -- several files
+    def own(self, declaration: NodePath, part: Document) -> None:
+        """Locate ``declaration`` (``("sources", NAME)``...) and every path beneath it in ``part``."""
+        self._owners[declaration] = part
+
+    def alias(self, path: NodePath, written: NodePath, note: str) -> None:
+        """Locate ``path`` and beneath at ``written`` (a mapping's rule, a default), with ``note``."""
+        self._aliases[path] = (written, note)
+
+    def mute(self, path: NodePath) -> None:
+        """Report nothing more at or beneath ``path`` (an earlier problem explains it)."""
+        doc, written, _ = self._locate(path)
+        doc._reported.add(written)
+
+    def _locate(self, path: NodePath) -> tuple[Document, NodePath, str]:
+        """The Document where ``path`` is written, its path there, and a note naming its use."""
+        note = ""
+        for size in range(len(path), 0, -1):
+            found = self._aliases.get(path[:size])
+            if found is not None:
+                path, note = (*found[0], *path[size:]), found[1]
+                break
+        return self._owners.get(path[:2], self), path, note
+
+    def file_of(self, path: NodePath) -> str:
+        """The file where the value at ``path`` is written."""
+        return self._locate(path)[0].file
+
+    def all_problems(self) -> list[Problem]:
+        """The problems of every file, the main file's first, each file's in order of position."""
+        return _in_order([self, *self.parts], "problems")
+
+    def all_warnings(self) -> list[Problem]:
+        """The warnings of every file, in the same order as ``all_problems``."""
+        return _in_order([self, *self.parts], "warnings")
 
     # -- positions
     def _walk(self, path: NodePath) -> tuple[yaml.Node, yaml.Node | None]:
@@ -113,13 +171,18 @@ class Document:
 
     def position(self, path: NodePath, *, key: bool = False) -> tuple[int, int]:
         """1-based line and column of the value (or, with ``key``, the key) at ``path``."""
+        doc, path, _ = self._locate(path)
+        return doc._position(path, key=key)
+
+    def _position(self, path: NodePath, *, key: bool = False) -> tuple[int, int]:
         node, key_node = self._walk(path)
         mark = (key_node if key and key_node is not None else node).start_mark
         return mark.line + 1, mark.column + 1
 
     def node_at(self, path: NodePath) -> yaml.Node | None:
         """The YAML node at ``path``, or None when the document has no such path."""
-        node = self.root
+        doc, path, _ = self._locate(path)
+        node = doc.root
         for step in path:
             found = _child(node, step)
             if found is None or found[1] is None:
@@ -128,13 +191,20 @@ class Document:
         return node
 
     def where(self, path: NodePath, *, key: bool = True) -> str:
-        """``FILE:LINE:COL`` of the declaration at ``path``, for later stages' messages."""
-        line, col = self.position(path, key=key)
-        return f"{self.file}:{line}:{col}"
+        """``FILE:LINE:COL`` of the declaration at ``path``, for later stages' messages.
+
+        A path the data took from a mapping or from ``defaults:`` is where it is written,
+        followed by the note naming its use: ``FILE:LINE:COL (used by integrations.acme.stats at
+        FILE:LINE:COL)``.
+        """
+        doc, path, note = self._locate(path)
+        line, col = doc._position(path, key=key)
+        return f"{doc.file}:{line}:{col}" + (f" ({note})" if note else "")
 
     def raw_map(self, path: NodePath) -> dict[str, Any] | None:
         """A ``map`` transform keyed by the text the user wrote (YAML would turn `yes` into True)."""
-        node, _ = self._walk(path)
+        doc, path, _ = self._locate(path)
+        node, _ = doc._walk(path)
         if not isinstance(node, yaml.MappingNode):
             return None
         loader = yaml.SafeLoader("")
@@ -146,21 +216,32 @@ class Document:
     # -- problems
     def reported(self, path: NodePath) -> bool:
         """True when a problem was already reported at or above ``path``."""
-        return any(path[: len(p)] == p for p in self._reported)
+        doc, path, _ = self._locate(path)
+        # ("sources",) and above: in any file (a part's own `sources:` may be the wrong one).
+        docs = [doc] if len(path) >= 2 else [self, *self.parts]
+        return any(path[: len(p)] == p for d in docs for p in d._reported)
 
     def add(self, path: NodePath, message: str, *, key: bool = False, mute: bool = True) -> None:
-        """Record a problem at ``path`` unless a problem was already reported at or above it."""
+        """Record a problem at ``path`` unless a problem was already reported at or above it.
+
+        In the file where ``path`` is written; ``path`` taken from a mapping or ``defaults:`` is
+        reported where it is written, its message followed by the note naming the use.
+        """
         if self.reported(path):
             return
-        line, col = self.position(path, key=key)
-        self.problems.append(Problem(self.file, line, col, f"{_label(path)}: {message}"))
+        doc, path, note = self._locate(path)
+        line, col = doc._position(path, key=key)
+        message += f" ({note})" if note else ""
+        doc.problems.append(Problem(doc.file, line, col, f"{label(path)}: {message}"))
         if mute:
-            self._reported.add(path)
+            doc._reported.add(path)
 
-    def warn(self, path: NodePath, message: str) -> None:
-        """Record a warning at the value at ``path``: the config works, but should change."""
-        line, col = self.position(path)
-        self.warnings.append(Problem(self.file, line, col, f"{_label(path)}: {message}"))
+    def warn(self, path: NodePath, message: str, *, key: bool = False) -> None:
+        """Record a warning at the value (or, with ``key``, the key) at ``path``: the config works,
+        but should change."""
+        doc, path, _ = self._locate(path)
+        line, col = doc._position(path, key=key)
+        doc.warnings.append(Problem(doc.file, line, col, f"{label(path)}: {message}"))
 
     # -- structure
     def check_written_secrets(self) -> None:
@@ -211,7 +292,7 @@ class Document:
                 if name in seen and name != "<<":
                     line, col = k.start_mark.line + 1, k.start_mark.column + 1
                     self.problems.append(
-                        Problem(self.file, line, col, f"{_label((*path, name))}: duplicate key")
+                        Problem(self.file, line, col, f"{label((*path, name))}: duplicate key")
                     )
                 seen.add(name)
                 self.check_duplicate_keys(v, (*path, name))
@@ -277,11 +358,17 @@ class Document:
             index = raw_start + found if found >= 0 else raw_start
             line = self.text.count("\n", 0, index) + 1
             col = index - self.text.rfind("\n", 0, index)
-            self.problems.append(Problem(self.file, line, col, f"{_label(path)}: {message}"))
+            self.problems.append(Problem(self.file, line, col, f"{label(path)}: {message}"))
             self._reported.add(path)
             return token
 
         return _VARIABLE.sub(replace, node.value)
+
+
+def _in_order(docs: list[Document], kind: str) -> list[Problem]:
+    rank = {doc.file: i for i, doc in enumerate(docs)}
+    found = [p for doc in docs for p in getattr(doc, kind)]
+    return sorted(found, key=lambda p: (rank.get(p.file, len(docs)), p.line or 0, p.column or 0))
 
 
 def _child(node: yaml.Node, step: str | int) -> tuple[yaml.Node | None, yaml.Node] | None:
@@ -294,7 +381,8 @@ def _child(node: yaml.Node, step: str | int) -> tuple[yaml.Node | None, yaml.Nod
     return None
 
 
-def _label(path: NodePath) -> str:
+def label(path: NodePath) -> str:
+    """How messages name ``path``: ``integrations.acme.stats``, ``notify[0].url``."""
     out = ""
     for step in path:
         out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else str(step))

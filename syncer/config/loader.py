@@ -1,8 +1,10 @@
-"""``load_config``: read a config file, parse, check and build it; one ConfigError lists every problem.
+"""``load_config``: read a config (a file or a directory), parse, check and build it; one
+ConfigError lists every problem.
 
-The YAML is parsed once, keeping node positions (``document``), so that every problem (syntax,
-missing variable, schema rule, semantic check in ``checks``) is reported as
-``FILE:LINE:COL: message``, all of them at once, before ``build`` makes the typed ``Config``.
+Each file is parsed once, keeping node positions (``document``); ``files`` finds the files of a
+config and merges their data, so that every problem (syntax, missing variable, schema rule,
+semantic check in ``checks``) is reported as the ``FILE:LINE:COL`` of the file that holds it, all
+of them at once, before ``build`` makes the typed ``Config``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from syncer.config.build import build
 from syncer.config.checks import check
-from syncer.config.document import parse
+from syncer.config.files import read_config
 from syncer.config.model import Config
 from syncer.errors import ConfigError
 
@@ -21,21 +23,16 @@ from syncer.errors import ConfigError
 def load_config(path: Path, env: Mapping[str, str] | None = None, *, offline: bool = False) -> Config:
     """Read, interpolate, validate and build the config at ``path``; raise ConfigError with every problem.
 
-    ``offline`` is for what never calls the API (``syncer validate``): an unset variable in
-    ``api.client_id``, ``client_secret``, ``base_url`` or ``company_id`` is then a warning in
-    ``Config.warnings`` instead of a problem, and that value is left as written. ``Config.warnings``
-    also holds, in every mode, the secrets written in the file instead of ``${VAR}``.
+    ``path`` is a config file or a config directory (``syncer.yaml`` and part files: see
+    ``syncer.config.files`` and docs/config.md). ``offline`` is for what never calls the API
+    (``syncer validate``): an unset variable in ``api.client_id``, ``client_secret``, ``base_url``
+    or ``company_id`` is then a warning in ``Config.warnings`` instead of a problem, and that
+    value is left as written. ``Config.warnings`` also holds, in every mode, the secrets written
+    in a file instead of ``${VAR}``.
     """
-    file = str(path)
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise ConfigError.single(file, None, None, "config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError.single(file, None, None, f"cannot read the config file: {reason}") from exc
-    doc, data = parse(file, text, os.environ if env is None else env, offline=offline)
+    doc, data = read_config(path, os.environ if env is None else env, offline=offline)
     check(doc, data)
-    if doc.problems:
-        raise ConfigError(sorted(doc.problems, key=lambda p: (p.line or 0, p.column or 0)))
+    problems = doc.all_problems()
+    if problems:
+        raise ConfigError(problems)
     return build(doc, path, data)

@@ -266,7 +266,7 @@ REGIONS: Mapping[str, str] = {
 class Config:
     """A whole, validated config."""
 
-    path: Path
+    path: Path  # as given: a config file, or a config directory
     api: ApiConfig
     ledger_url: Secret
     sources: Mapping[str, SourceConfig]
@@ -281,6 +281,12 @@ class Config:
     redact: bool = False  # output.redact: learner e-mails as tokens in plans, reports, logs
     notify: tuple[Webhook, ...] = ()  # notify: webhooks called at the end of an apply
     metrics_file: Path | None = None  # metrics.file: the Prometheus textfile an apply writes
+    files: tuple[Path, ...] = ()  # every file read: the main file first, then the part files
+
+    @property
+    def main_file(self) -> Path:
+        """The file holding version, api and ledger: ``path``, or a config directory's syncer.yaml."""
+        return self.files[0] if self.files else self.path
 
     def select(self, wanted: Sequence[str] | None) -> list[str]:
         """The integrations named (all when none): unknown names are a ConfigError listing the known."""

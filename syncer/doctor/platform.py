@@ -199,7 +199,7 @@ def _credentials(token: Answer, config: Config, variables: Mapping[str, list[str
         where = (
             f"the variables named in the config: {', '.join(named)}"
             if named
-            else f"under api: in {config.path}"
+            else f"under api: in {config.main_file}"
         )
         fix = [f"check client_id/client_secret ({where}): they must be an API v2 credential of this platform"]
         if api.company_id:
@@ -209,12 +209,14 @@ def _credentials(token: Answer, config: Config, variables: Mapping[str, list[str
         detail = f"the platform refused client_id {api.client_id} and its secret ({token.label})"
         return Check(CREDENTIALS, CheckStatus.FAIL, detail, fixes)
     if token.status == 400:
-        fixes = (f"check the format of client_id and company_id (24 hex digits) under api: in {config.path}",)
+        fixes = (
+            f"check the format of client_id and company_id (24 hex digits) under api: in {config.main_file}",
+        )
         return Check(CREDENTIALS, CheckStatus.FAIL, f"the token request was refused ({token.label})", fixes)
     if token.status == 429 or (token.status or 0) >= 500:
         fixes = ("the platform is busy or failing: run syncer doctor again in a few minutes",)
         return Check(CREDENTIALS, CheckStatus.FAIL, f"the token request failed ({token.label})", fixes)
-    fixes = (f"check api.base_url in {config.path}: it must be the 360Learning host, without a path",)
+    fixes = (f"check api.base_url in {config.main_file}: it must be the 360Learning host, without a path",)
     return Check(CREDENTIALS, CheckStatus.FAIL, f"the token request answered {token.label}", fixes)
 
 
@@ -264,12 +266,18 @@ def _by_id(config: Config, integration: IntegrationConfig, known: list[dict[str,
     found = next((item for item in known if str(item.get("_id", "")).lower() == wanted), None)
     if found is None:
         fix = (
-            f"fix {integration.name}'s id: in {config.path}; if it was deleted on the platform, remove "
-            "the id and give platform, group and author so that the next apply creates it again",
+            f"fix {integration.name}'s id: in {_file_of(config, integration)}; if it was deleted on the "
+            "platform, remove the id and give platform, group and author so that the next apply creates "
+            "it again",
         )
         return Check(name, CheckStatus.FAIL, f"no integration {integration.id} on the platform", fix)
     detail = f"found by id {integration.id} ({found.get('externalPlatform')} in group {found.get('groupId')})"
     return Check(name, CheckStatus.OK, detail)
+
+
+def _file_of(config: Config, integration: IntegrationConfig) -> str:
+    """The file that declares ``integration`` (a config directory has several)."""
+    return integration.where.rsplit(":", 2)[0] if integration.where else str(config.path)
 
 
 async def _declared(
@@ -285,7 +293,8 @@ async def _declared(
             f"group {group}",
             answer,
             "groups:read",
-            f"fix {label}'s group: in {config.path}: the id of the group whose catalog receives the courses",
+            f"fix {label}'s group: in {_file_of(config, integration)}: the id of the group whose catalog "
+            "receives the courses",
         )
     )
     answer = await client.probe("GET", f"/api/v2/users/{quote(author, safe='')}")
@@ -295,7 +304,8 @@ async def _declared(
             f"author {author}",
             answer,
             "users:read",
-            f"fix {label}'s author: in {config.path}: the id of a user who edits or administers that group",
+            f"fix {label}'s author: in {_file_of(config, integration)}: the id of a user who edits or "
+            "administers that group",
         )
     )
     name = f"integration {label}"

@@ -42,5 +42,5 @@ def run_doctor(config_path: Path, integrations: Sequence[str] | None = None) -> 
     except SyncerError as exc:
         checks.append(Check("sources", CheckStatus.FAIL, str(exc)))
     checks.extend(check_ledger(config.ledger_url.reveal()))
-    checks.extend(asyncio.run(check_platform(config, names, credential_variables(config_path))))
+    checks.extend(asyncio.run(check_platform(config, names, credential_variables(config.main_file))))
     return DoctorReport(config_path, tuple(checks))

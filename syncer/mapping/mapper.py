@@ -12,6 +12,7 @@ planner's fast path, a StagedRow whose canonical JSON is serialised once, then h
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 from zoneinfo import ZoneInfoNotFoundError
@@ -35,8 +36,17 @@ _SORT_KEYS = orjson.OPT_SORT_KEYS
 _blake2b = hashlib.blake2b
 
 
+_NOTED = re.compile(r"^(.*?:\d+:\d+) \((.+)\)$")
+
+
 def config_problem(where: str, message: str) -> Problem:
-    """A Problem at a ``FILE:LINE:COL`` location (as syncer.config records a rule's ``where``)."""
+    """A Problem at a ``FILE:LINE:COL`` location (as syncer.config records a rule's ``where``).
+
+    A rule taken from a mapping is ``FILE:LINE:COL (used by ...)``: the note ends the message.
+    """
+    noted = _NOTED.match(where)
+    if noted is not None:
+        where, message = noted.group(1), f"{message} ({noted.group(2)})"
     file, line, col = where, None, None
     parts = where.rsplit(":", 2)
     if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():

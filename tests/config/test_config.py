@@ -458,10 +458,21 @@ def test_missing_file_is_one_problem(tmp_path: Path) -> None:
 
 
 def test_unreadable_file_is_one_problem(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"version: 1\napi: \xff\xfe\n")  # not UTF-8
     with pytest.raises(ConfigError) as info:
-        load_config(tmp_path, {})  # a directory
+        load_config(path, {})
     [problem] = info.value.problems
     assert problem.line is None and "cannot read the config file" in problem.message
+
+
+def test_a_directory_without_its_main_file_is_one_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, {})
+    assert [str(p) for p in info.value.problems] == [
+        f"{tmp_path}: a config directory needs its main file syncer.yaml (version, api, ledger...); "
+        "there is none"
+    ]
 
 
 # --- the built Config -----------------------------------------------------------------------
