@@ -18,6 +18,7 @@ import orjson
 from syncer.ledger import Ledger, RunInfo, RunStatus
 from syncer.ledger.lock import Holder, holder_alive, pid_alive, read_holders
 from syncer.report.pieces import invalid_text, key_text, number
+from syncer.sources.incremental import shown
 
 DIED = "died"
 """The status ``syncer status`` shows for a run recorded as running whose process is gone."""
@@ -141,7 +142,26 @@ def status_data(ledger: Ledger, orphans: Sequence[str] = ()) -> dict[str, Any]:
             for name, kinds in sorted(counts.items())
         },
         "orphans": list(orphans),
+        "cursors": [
+            {
+                "integration": c.integration,
+                "kind": c.kind,
+                "source": c.source,
+                "value": None if c.value is None else shown(c.value),
+                "full_read_at": _when(c.full_read_at),
+                "moved_at": _when(c.moved_at),
+            }
+            for c in ledger.cursors()
+        ],
     }
+
+
+def _cursor_text(cursor: Mapping[str, Any]) -> str:
+    full = f", last full read {cursor['full_read_at']}" if cursor["full_read_at"] else ""
+    return (
+        f"  {cursor['integration']} {cursor['kind']}s from {cursor['source']!r}: next read from "
+        f"{cursor['value'] or '(the start)'} less the overlap (recorded {cursor['moved_at']}{full})"
+    )
 
 
 def _lock_text(lock: Mapping[str, Any]) -> str:
@@ -187,6 +207,9 @@ def render_status(ledger: Ledger, fmt: str = "text", orphans: Sequence[str] = ()
         lines.append(f"  {name}: " + " | ".join(parts))
     if not data["integrations"]:
         lines.append("  none recorded yet")
+    if data["cursors"]:
+        lines.append("Incremental sources (docs/incremental.md):")
+        lines.extend(_cursor_text(c) for c in data["cursors"])
     lines.append("Operations in flight:" + ("" if data["in_flight"] else " none"))
     lines.extend(
         f"  #{op['id']} {op['integration']} {op['type']} {op['status']} ({number(op['items'])} items)"
