@@ -93,12 +93,12 @@ def start(source: SourceConfig, stored: Any) -> Any:
         return back.isoformat(sep=sep) if len(stored) > 10 else back.date().isoformat()
     if isinstance(stored, datetime | date):
         return _back_in_time(source, stored, overlap)
-    if isinstance(overlap, timedelta):
+    if isinstance(overlap, timedelta) and overlap:
         raise SourceError(
             f"source {source.name!r}: cursor column {source.cursor!r} holds numbers, but overlap is a "
             f"duration; give overlap as a number (e.g. overlap: 1000){_declared(source)}"
         )
-    if not overlap:
+    if not overlap or isinstance(overlap, timedelta):
         return stored
     if isinstance(stored, Decimal):
         return stored - Decimal(str(overlap))
