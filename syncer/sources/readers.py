@@ -315,7 +315,8 @@ def windowed(conn: Any, source: SourceConfig) -> tuple[str, dict[str, Any]]:
     if window.upto is not None:
         tests.append(f"{column} <= :syncer_upto")
         params["syncer_upto"] = window.upto
-    return f"SELECT * FROM ({query}) AS {_WINDOW} WHERE {' AND '.join(tests)}", params
+    # On lines of its own: a query ending in a -- comment must not swallow the parenthesis.
+    return f"SELECT * FROM (\n{query}\n) AS {_WINDOW} WHERE {' AND '.join(tests)}", params
 
 
 def high_water(source: SourceConfig, since: Any = None) -> Any:
@@ -336,7 +337,7 @@ def high_water(source: SourceConfig, since: Any = None) -> Any:
         with engine.connect() as conn:
             column = f"{_WINDOW}.{conn.dialect.identifier_preparer.quote(source.cursor)}"
             query = source.query.strip().rstrip(";").strip()
-            sql = f"SELECT max({column}) FROM ({query}) AS {_WINDOW}"
+            sql = f"SELECT max({column}) FROM (\n{query}\n) AS {_WINDOW}"
             params = {}
             if since is not None:
                 sql += f" WHERE {column} >= :syncer_since"
