@@ -44,6 +44,7 @@ def expand(doc: Document, data: Any) -> None:
                 if isinstance(mappings.get(chosen), dict):
                     used.add(chosen)
                     _use_mapping(doc, path, obj, chosen, mappings[chosen])
+                    del obj["mapping"]  # written out: the schema checks the fields of both together
                 elif chosen not in mappings:
                     close = difflib.get_close_matches(chosen, [str(m) for m in mappings], n=1)
                     hint = (
