@@ -56,15 +56,16 @@ def read_config(path: Path, env: Mapping[str, str], *, offline: bool = False) ->
     doc, data = _parse_file(main, env, offline=offline, part=False)
     parts: list[tuple[Document, Any]] = []
     failed: list[Problem] = []
-    for file in _part_files(doc, data, path):
+    files = _part_files(doc, data, path)
+    for file in files:
         try:
             parts.append(_parse_file(file, env, offline=offline, part=True))
         except ConfigError as exc:
             failed += exc.problems
     merged = merge(doc, data, parts)
     if failed:
-        files = [doc.file, *(part.file for part, _ in parts)]
-        raise ConfigError(sorted([*doc.all_problems(), *failed], key=lambda p: _rank(files, p)))
+        order = [doc.file, *map(str, files)]
+        raise ConfigError(sorted([*doc.all_problems(), *failed], key=lambda p: _rank(order, p)))
     return doc, merged
 
 
