@@ -58,6 +58,7 @@ def check(doc: Document, data: Any) -> None:
     _notify_on_keys(doc, data)
     _type_variables(doc, data)
     expand(doc, data)  # after the typing: a default's ${VAR} is typed before integrations take it
+    _check_mapping_kinds(doc, data)
     for error in Draft202012Validator(config_schema()).iter_errors(data):
         for leaf, fallback in _leaves(error):
             _schema_problem(doc, leaf, fallback)
@@ -207,6 +208,8 @@ def _schema_problem(doc: Document, err: ValidationError, fallback: str | None) -
         missing = next((k for k in required if f"{k!r} is" in err.message), None)
         mapping = doc.mapping_uses.get(path)
         if mapping is not None:  # fields completed by a mapping: say that neither gives it
+            if doc.reported(path):
+                return
             doc.add(
                 (*path[:-1], "mapping"),
                 f"the field {missing!r} is required: neither mapping {mapping!r} nor fields: gives it",
@@ -358,6 +361,23 @@ def _check_declared(doc: Document, data: dict[str, Any]) -> None:
         if key not in data:
             where = " (no file of the config declares any)" if several else ""
             doc.add((), f"missing required key {key!r}{where}", mute=False)
+
+
+def _check_mapping_kinds(doc: Document, data: Any) -> None:
+    """A mapping of which the courses (or stats) using it take no field: one problem at the use,
+    instead of one per field and per required field."""
+    integration = config_schema()["$defs"]["integration"]["properties"]
+    for path, name in doc.mapping_uses.items():
+        kind = str(path[2])
+        rules = data["mappings"][name]["fields"]
+        if any(target in integration[kind]["properties"]["fields"]["properties"] for target in rules):
+            continue
+        doc.add(
+            (*path[:-1], "mapping"),
+            f"mapping {name!r} gives no field {kind} takes (it gives {', '.join(map(str, rules))})",
+            mute=False,
+        )
+        doc.mute(path)
 
 
 def _check_mappings(doc: Document, data: dict[str, Any]) -> None:

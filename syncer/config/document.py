@@ -216,10 +216,14 @@ class Document:
     # -- problems
     def reported(self, path: NodePath) -> bool:
         """True when a problem was already reported at or above ``path``."""
-        doc, path, _ = self._locate(path)
+        doc, written, _ = self._locate(path)
         # ("sources",) and above: in any file (a part's own `sources:` may be the wrong one).
-        docs = [doc] if len(path) >= 2 else [self, *self.parts]
-        return any(path[: len(p)] == p for d in docs for p in d._reported)
+        docs = [doc] if len(written) >= 2 else [self, *self.parts]
+        if any(written[: len(p)] == p for d in docs for p in d._reported):
+            return True
+        # Taken from a mapping or a default: a problem of its use (its fields muted) counts too.
+        user = self._owners.get(path[:2], self)
+        return written != path and any(path[: len(p)] == p for p in user._reported)
 
     def add(self, path: NodePath, message: str, *, key: bool = False, mute: bool = True) -> None:
         """Record a problem at ``path`` unless a problem was already reported at or above it.

@@ -81,10 +81,11 @@ def _use_mapping(
         fields: dict[str, Any] = {}
         for target, rule in rules.items():
             if own is not None and target in own:
-                continue  # the integration's own rule replaces the mapping's, wholly
+                fields[target] = own[target]  # the integration's own rule replaces the mapping's, wholly
+                continue
             fields[target] = rule  # the same object: a ${VAR} typed there is typed for every use
             doc.alias((*path, "fields", str(target)), (*written, "fields", str(target)), note)
-        obj["fields"] = {**fields, **(own or {})}
+        obj["fields"] = {**fields, **(own or {})}  # and its own other rules after the mapping's
         doc.mapping_uses[(*path, "fields")] = name
     if "force_new" in mapping and "force_new" not in obj:
         obj["force_new"] = mapping["force_new"]
