@@ -9,7 +9,7 @@ again, and the plan finds them unchanged or sends them (docs/incremental.md).
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -116,6 +116,10 @@ def _back_in_time(source: SourceConfig, moment: date, overlap: timedelta | float
                 f"is a number; give overlap as a duration (e.g. overlap: 5m){_declared(source)}"
             )
         overlap = timedelta(0)
+    if not isinstance(moment, datetime):
+        # A date less a duration: the day that moment falls on (``date - timedelta`` would drop
+        # anything under a day, so the default 5m would re-read nothing before the recorded day).
+        return (datetime.combine(moment, time()) - overlap).date()
     return moment - overlap
 
 
