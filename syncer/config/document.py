@@ -217,9 +217,10 @@ class Document:
     def reported(self, path: NodePath) -> bool:
         """True when a problem was already reported at or above ``path``."""
         doc, written, _ = self._locate(path)
-        # ("sources",) and above: in any file (a part's own `sources:` may be the wrong one).
+        # ("sources",) and above: in any file (a part's own `sources:` may be the wrong one), but
+        # a part file that is wrong as a whole says nothing about the others.
         docs = [doc] if len(written) >= 2 else [self, *self.parts]
-        if any(written[: len(p)] == p for d in docs for p in d._reported):
+        if any(written[: len(p)] == p for d in docs for p in d._reported if p or d is doc):
             return True
         # Taken from a mapping or a default: a problem of its use (its fields muted) counts too.
         user = self._owners.get(path[:2], self)

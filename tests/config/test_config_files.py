@@ -410,3 +410,12 @@ def test_the_configs_project_directory_is_the_same_config_as_in_one_file(tmp_pat
         n: tmp_path / Path(str(s.path)).resolve().relative_to(ROOT / "configs")
         for n, s in directory.sources.items()
     }
+
+
+def test_a_part_file_wrong_as_a_whole_hides_no_problem_of_the_others(tmp_path: Path) -> None:
+    wrong = ACME.replace("source: catalog", "source: catalgo")
+    write(tmp_path, {"syncer.yaml": MAIN, "a.yaml": wrong, "b.yaml": "- not a mapping\n"})
+    assert problems(tmp_path) == [
+        "T/a.yaml:5:15: integrations.acme.courses.source: unknown source 'catalgo'; did you mean 'catalog'?",
+        "T/b.yaml:1:1: config: a part file is a mapping of sources:, integrations: and mappings:",
+    ]
