@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, exists, select
 
 from syncer.ledger.platform import LedgerPlatform
-from syncer.ledger.schema import source_cursors_table
+from syncer.ledger.schema import drift_table, records, source_cursors_table
 from syncer.ledger.writes import _now, _upsert, bump_generations
 from syncer.sources.incremental import decode, encode
 
@@ -45,6 +45,16 @@ class LedgerCursors(LedgerPlatform):
             key = and_(t.c.integration == integration, t.c.kind == kind, t.c.source == source)
             row = conn.execute(select(t).where(key)).mappings().first()
         return None if row is None else _info(row)
+
+    def stream_state(self, integration: str, kind: str) -> tuple[bool, bool]:
+        """Whether the ledger holds any record of ``integration``'s ``kind``, and any drift of it the
+        next apply restores: either makes an incremental read miss rows (docs/incremental.md)."""
+        r, d = records.c, drift_table.c
+        holds = exists().where(r.integration == integration, r.kind == kind)
+        restores = exists().where(d.integration == integration, d.kind == kind, d.restore.is_(True))
+        with self.translate_errors("reading the source cursors"), self._engine.connect() as conn:
+            row = conn.execute(select(holds, restores)).one()
+        return bool(row[0]), bool(row[1])
 
     def cursors(self) -> list[CursorInfo]:
         """Every cursor, by integration, kind and source (for ``syncer status``)."""

@@ -152,6 +152,8 @@ def _decide(
     digest = query_digest(source)
     held = ledger.cursor_of(name, kind.value, source.name)
     reason = _full_reason(source, held, digest, full, retry_rejected, now)
+    if not reason:
+        reason = _lost_rows(ledger, name, kind)
     stored = held.value if held is not None else None
     since = None if reason else start(source, stored)
     high = high_water(source, since)
@@ -180,6 +182,18 @@ def _full_reason(
         if last is None or now - last >= source.full_every:
             when = last.strftime("%Y-%m-%d %H:%M UTC") if last is not None else "never"
             return f"full_every {_period(source.full_every)}: last full read {when}"
+    return ""
+
+
+def _lost_rows(ledger: Ledger, name: str, kind: RecordKind) -> str:
+    """Why rows before the cursor must be read again although the cursor is past them: the
+    ledger forgot the stream's records (its integration recreated on the platform: everything
+    is sent again), or a refresh found courses to restore (their rows may lie anywhere)."""
+    holds, restores = ledger.stream_state(name, kind.value)
+    if not holds:
+        return "the ledger holds none of its records (the integration was recreated on the platform)"
+    if restores and kind is RecordKind.COURSE:
+        return "the last refresh found courses to restore"
     return ""
 
 

@@ -30,7 +30,8 @@ from click.testing import Result
 
 from syncer.simulator import SimulatorThread
 from tests.e2e.apply.conftest import POLL, SECRET, Project, live_courses
-from tests.project import COURSE_FIELDS, config_text, course_id, courses_block, stats_block
+from tests.e2e.refresh.conftest import by_hand
+from tests.project import AUTHOR, COURSE_FIELDS, GROUP, config_text, course_id, courses_block, stats_block
 
 ROOT = Path(__file__).resolve().parents[3]
 DEADLINE = 60.0
@@ -40,6 +41,8 @@ LEARNERS = 3
 STATS_QUERY = "SELECT course_id, email, pct, seconds, started, finished, updated_at FROM stats"
 CATALOG_QUERY = "SELECT course_id, title, updated_at FROM courses"
 IMPORT_STATS = "importExternalStatistics"
+RECORDS_GONE = "the ledger holds none of its records (the integration was recreated on the platform)"
+DRIFT_TO_RESTORE = "the last refresh found courses to restore"
 
 
 def stamp(minutes: float) -> str:
@@ -667,3 +670,44 @@ def test_a_run_stopped_by_a_signal_leaves_the_cursor(make_shop: Callable[..., Sh
     _ok(shop.apply())
     assert [key for key, _ in sent_stats(sim)[first:]] == [changed]
     assert shop.cursor() == stamp(70)
+
+
+def test_an_integration_recreated_on_the_platform_is_filled_again_in_full(synced: Shop) -> None:
+    shop = synced
+    assert shop.sim is not None
+    [(old_id,)] = shop.ledger_rows("select api_id from integrations")
+    by_hand(shop.sim, "DELETE", f"/api/v2/integrations/{old_id}")
+    made = by_hand(
+        shop.sim,
+        "POST",
+        "/api/v2/integrations",
+        {"externalPlatform": "Acme Academy", "groupId": GROUP, "authorId": AUTHOR},
+    )
+    assert shop.cli("refresh", str(shop.config)).exit_code == 0
+    plan = shop.plan_json()
+    reasons = [(r["kind"], r["full"], r["reason"]) for r in plan["reads"]]
+    assert reasons == [(kind, True, RECORDS_GONE) for kind in ("course", "stat")]
+    _ok(shop.apply())
+    attempts = [a for a in shop.sim.snapshot()["attempts"] if a["integrationId"] == made["_id"]]
+    assert len(attempts) == COURSES * LEARNERS
+    assert shop.ledger_rows("select count(*) from records where status != 'synced'") == [(0,)]
+
+
+def test_a_course_archived_by_hand_is_restored_by_a_full_read(synced: Shop) -> None:
+    """Drift to restore is put right by reading the catalog in full: the drifted course's row
+    may lie before the cursor, and an incremental read would leave it archived."""
+    shop = synced
+    assert shop.sim is not None and shop.warehouse is not None
+    shop.warehouse.run("UPDATE courses SET updated_at = ? WHERE course_id != ?", stamp(-60), course_id(1))
+    _ok(shop.apply("--full"))  # C002..C004 now lie well before the cursor (minute 0)
+    course = next(c for c in shop.sim.snapshot()["courses"] if c["externalId"] == course_id(2))
+    by_hand(shop.sim, "PUT", f"/api/v2/courses/{course['courseId']}/archive", {"archived": True})
+    assert shop.cli("refresh", str(shop.config)).exit_code == 0
+    plan = shop.plan_json()
+    read = course_read(plan)
+    assert (read["full"], read["reason"]) == (True, DRIFT_TO_RESTORE)
+    assert stat_read(plan)["full"] is False
+    _ok(shop.apply())
+    assert course_id(2) in live_courses(shop.sim)
+    after = shop.plan_json()
+    assert after["drift"] == [] and course_read(after)["full"] is False
