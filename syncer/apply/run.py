@@ -161,14 +161,25 @@ def move_cursors(ledger: Ledger, report: RunReport, reads: Sequence[Read]) -> No
 
     Not for an integration with an operation that failed or is still unfinished: its records
     may not all be on the platform, so the next run reads the same rows again (the ledger then
-    sends only what is not synced). Rejected, held and invalid rows are recorded (``syncer
-    rejected``); they are read again when their row changes, or by a full read.
+    sends only what is not synced). After a full read, that takes a full read: its cursor is
+    dropped (an incremental read from it would miss the rows before it that the full read found
+    changed, as after ``--full`` or ``--retry-rejected``). Rejected, held and invalid rows are
+    recorded (``syncer rejected``); they are read again when their row changes, or by a full read.
     """
     for read in reads:
         outcome = report.integrations.get(read.integration)
         if outcome is None:
             continue
         if outcome.failed_operations or ledger.unfinished_operations(read.integration):
+            if read.full and ledger.drop_cursor(read.integration, read.kind.value, read.source):
+                log.warning(
+                    "%s: the cursor of source %r is dropped: an operation of this integration did not "
+                    "complete after a full read; the next run reads every row again",
+                    read.integration,
+                    read.source,
+                    extra={"integration": read.integration, "source": read.source},
+                )
+                continue
             log.warning(
                 "%s: the cursor of source %r stays at %s: an operation of this integration did not "
                 "complete; the next run reads the same rows again",

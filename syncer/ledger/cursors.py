@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, delete, exists, select
 
 from syncer.ledger.platform import LedgerPlatform
 from syncer.ledger.schema import drift_table, records, source_cursors_table
@@ -102,6 +102,20 @@ class LedgerCursors(LedgerPlatform):
                 stmt.on_conflict_do_update(index_elements=["integration", "kind", "source"], set_=values),
                 {"integration": integration, "kind": kind, "source": source, **values},
             )
+            bump_generations(conn, [integration])  # a saved plan read from the old cursor is stale
+        return True
+
+    def drop_cursor(self, integration: str, kind: str, source: str) -> bool:
+        """Forget where ``source`` was read up to (the next read is a full one); False: none held.
+
+        For a full read whose records were not all recorded: it may have found rows that an
+        incremental read from the old cursor would never read again (docs/incremental.md).
+        """
+        t = source_cursors_table
+        key = and_(t.c.integration == integration, t.c.kind == kind, t.c.source == source)
+        with self.translate_errors("recording a source cursor"), self._engine.begin() as conn:
+            if not conn.execute(delete(t).where(key)).rowcount:
+                return False
             bump_generations(conn, [integration])  # a saved plan read from the old cursor is stale
         return True
 

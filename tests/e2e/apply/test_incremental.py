@@ -153,6 +153,7 @@ class Shop(Project):
             "client_id": self.client_id,
             "client_secret": "${L360_CLIENT_SECRET}",
             "retry_seconds": 30,
+            "batch_size": {"stats": self.stat_batch},
         }
         sources = {
             "catalog": {"sql": {"url": self.warehouse.url, "query": CATALOG_QUERY, **self.catalog_sql}},
@@ -711,3 +712,45 @@ def test_a_course_archived_by_hand_is_restored_by_a_full_read(synced: Shop) -> N
     assert course_id(2) in live_courses(shop.sim)
     after = shop.plan_json()
     assert after["drift"] == [] and course_read(after)["full"] is False
+
+
+def test_a_full_read_that_did_not_complete_is_read_in_full_again(synced: Shop) -> None:
+    """A full read finds what an incremental one cannot (here, a row changed without moving its
+    cursor): when its operation fails, the next run, even without --full, reads every row again."""
+    shop = synced
+    assert shop.sim is not None and shop.warehouse is not None
+    first = len(sent_stats(shop.sim))
+    quiet = shop.warehouse.set_stat(0, pct=44)  # updated_at not moved: before the cursor
+    assert shop.plan_json()["has_changes"] is False  # an incremental read cannot see it
+    shop.sim.add_faults([{"method": "POST", "path_regex": "/stats$", "error_operation": True}])
+    failed = shop.apply("--full")
+    assert failed.exit_code == 4, failed.stderr
+    assert (
+        "acme: the cursor of source 'progress' is dropped: an operation of this integration did not "
+        "complete after a full read; the next run reads every row again"
+    ) in failed.stderr
+    assert "progress" not in shop.cursors()
+    plan = shop.plan_json()
+    assert (stat_read(plan)["full"], plan_keys(plan)) == (True, {quiet})
+    _ok(shop.apply())
+    assert [key for key, _ in sent_stats(shop.sim)[first:]] == [quiet, quiet]  # the failed one, then this
+    assert progress_on_platform(shop.sim)[(course_id(1), mail(1))] == [44.0]
+    assert shop.cursor() == stamp(11)
+
+
+@pytest.mark.xfail(
+    reason="a full read's cursor is recorded only at the end of apply: a --full run killed before "
+    "every batch of its plan reached the ledger leaves the old cursor, and the next (incremental) "
+    "run never reads the rest (reported; fix: drop a full read's cursor before its first send)",
+    strict=True,
+)
+def test_a_full_read_killed_midway_is_read_in_full_again(synced: Shop) -> None:
+    shop = synced
+    assert shop.sim is not None and shop.warehouse is not None
+    shop.write_config(stat_batch=1)  # one operation per (course, learner) pair
+    quiet = {shop.warehouse.set_stat(0, pct=44), shop.warehouse.set_stat(1, pct=45)}  # cursor not moved
+    code, err = shop.process_apply("--full", crash="after_prepare:1")  # the second batch never prepared
+    assert code == -signal.SIGKILL, err
+    _ok(shop.apply())
+    platform = progress_on_platform(shop.sim)
+    assert (platform[(course_id(1), mail(1))], platform[(course_id(1), mail(2))]) == ([44.0], [45.0]), quiet
