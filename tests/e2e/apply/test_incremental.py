@@ -142,6 +142,8 @@ class Shop(Project):
     catalog_sql: dict[str, Any] = field(default_factory=lambda: {"cursor": "updated_at", "full_every": "7d"})
     stats_query: str = STATS_QUERY
     archive_missing: bool = True
+    name: str = "acme"  # the integration's key
+    beta: bool = False  # a second integration, reading the same sources
     procs: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def write_config(self, **changes: Any) -> Path:
@@ -164,7 +166,10 @@ class Shop(Project):
             "courses": courses_block(archive_missing=self.archive_missing, fields=COURSE_FIELDS),
             "stats": stats_block(),
         }
-        self.config.write_text(config_text(api, "sqlite:///syncer.db", {"acme": acme}, sources))
+        integrations = {self.name: acme}
+        if self.beta:
+            integrations["beta"] = {**acme, "platform": "Beta Academy", "group": "64b7f0c2a1e4d5f6a7b8c9d2"}
+        self.config.write_text(config_text(api, "sqlite:///syncer.db", integrations, sources))
         return self.config
 
     def plan_json(self, *args: str) -> dict[str, Any]:
@@ -754,3 +759,53 @@ def test_a_full_read_killed_midway_is_read_in_full_again(synced: Shop) -> None:
     _ok(shop.apply())
     platform = progress_on_platform(shop.sim)
     assert (platform[(course_id(1), mail(1))], platform[(course_id(1), mail(2))]) == ([44.0], [45.0]), quiet
+
+
+# -- whose cursor ---------------------------------------------------------------------------------
+
+
+def test_a_renamed_integration_keeps_its_cursors(synced: Shop) -> None:
+    shop = synced
+    before = shop.cursors()
+    shop.write_config(name="academy")
+    plan = shop.plan_json()
+    assert plan["renamed"] == [{"from": "acme", "to": "academy"}]
+    read = stat_read(plan)
+    assert (read["integration"], read["full"], read["recorded"]) == ("academy", False, stamp(11))
+    _ok(shop.apply())
+    assert shop.ledger_rows("SELECT DISTINCT integration FROM source_cursors") == [("academy",)]
+    assert shop.cursors()["progress"][0] == before["progress"][0]
+
+
+def test_each_integration_reading_a_source_has_its_own_cursor(synced: Shop) -> None:
+    shop = synced
+    assert shop.warehouse is not None
+    shop.write_config(beta=True)
+    _ok(shop.apply("--integration", "beta"))  # beta's first read: in full
+    shop.warehouse.set_stat(0, pct=75, at=stamp(30))
+    _ok(shop.apply("--integration", "beta"))
+
+    def held(integration: str) -> str:
+        rows = shop.ledger_rows(
+            f"SELECT value FROM source_cursors WHERE integration = '{integration}' AND source = 'progress'"
+        )
+        return str(json.loads(rows[0][0])["value"])
+
+    assert (held("acme"), held("beta")) == (stamp(11), stamp(30))  # acme has not sent that row yet
+    plan = shop.plan_json("--integration", "acme")
+    assert stat_read(plan)["since"] == stamp(6)
+    assert len(plan_keys(plan)) == 1
+    _ok(shop.apply("--integration", "acme"))
+    assert held("acme") == stamp(30)
+
+
+def test_apply_simulate_leaves_the_ledger_s_cursors(synced: Shop) -> None:
+    shop = synced
+    assert shop.warehouse is not None
+    shop.warehouse.set_stat(0, pct=75, at=stamp(30))
+    before = shop.cursors()
+    result = shop.apply("--simulate")
+    # (3: the simulated platform does not hold the course the real one does: it rejects the statistic)
+    assert result.exit_code in (0, 3), result.stderr
+    assert "recorded at updated_at = 2025-06-01 10:30:00" in result.stderr  # in the throw-away ledger
+    assert shop.cursors() == before
