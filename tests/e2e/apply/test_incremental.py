@@ -27,7 +27,9 @@ from typing import Any
 
 import pytest
 from click.testing import Result
+from jsonschema import Draft202012Validator
 
+from syncer.resources import schema_path
 from syncer.simulator import SimulatorThread
 from tests.e2e.apply.conftest import POLL, SECRET, Project, live_courses
 from tests.e2e.refresh.conftest import by_hand
@@ -349,6 +351,15 @@ def test_first_apply_reads_all_and_records_the_cursor(shop: Shop) -> None:
     assert again["integrations"][0]["warnings"] == []
     # Statistics 6..11 lie in the overlap: read again, found unchanged.
     assert again["integrations"][0]["stats"]["unchanged"] == 6
+    schema = Draft202012Validator(json.loads(schema_path("plan.schema.json").read_text("utf-8")))
+    assert [e.message for e in schema.iter_errors(plan)] == []
+    assert [e.message for e in schema.iter_errors(again)] == []
+    line = (
+        "read: acme statistics: source 'progress' read incrementally: rows with updated_at from "
+        "2025-06-01 10:06:00 up to 2025-06-01 10:11:00 (recorded: 2025-06-01 10:11:00, less the overlap)"
+    )
+    assert line in shop.cli("plan", str(shop.config)).stdout.splitlines()
+    assert f"> {line}" in shop.cli("plan", str(shop.config), "--format", "markdown").stdout.splitlines()
 
 
 def test_an_incremental_apply_sends_exactly_the_changed_rows(synced: Shop) -> None:
