@@ -2,7 +2,8 @@
 
 One row per integration, kind and source: the greatest cursor value (JSON with its type) of the
 last read whose records were all recorded, the digest of the query and cursor column it was read
-with, and when the source was last read in full (``full_every``; docs/incremental.md).
+with, when the source was last read in full (``full_every``), and whether a full read is due
+because the last one began sending and did not end (docs/incremental.md).
 
 Revision ID: 0009
 Revises: 0008
@@ -32,6 +33,7 @@ def upgrade() -> None:
         sa.Column("query_digest", sa.String(length=64), nullable=False),
         sa.Column("value", sa.Text(), nullable=True),
         sa.Column("full_read_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("full_due", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("moved_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("integration", "kind", "source", name=op.f("pk_source_cursors")),

@@ -100,6 +100,11 @@ async def apply_config(
                 for read in reads:
                     event(read.describe(), integration=read.integration, source=read.source, full=read.full)
                 _check_guards(plan, options)
+                for read in plan.reads:  # before anything is sent: see begin_full_read
+                    if read.full:
+                        ledger.begin_full_read(
+                            read.integration, read.kind.value, read.source, query_digest=read.query_digest
+                        )
                 plan.remember_digests()
                 for summary in plan.integrations:
                     outcome = report.integrations[summary.name]
@@ -161,9 +166,10 @@ def move_cursors(ledger: Ledger, report: RunReport, reads: Sequence[Read]) -> No
 
     Not for an integration with an operation that failed or is still unfinished: its records
     may not all be on the platform, so the next run reads the same rows again (the ledger then
-    sends only what is not synced). After a full read, that takes a full read: its cursor is
-    dropped (an incremental read from it would miss the rows before it that the full read found
-    changed, as after ``--full`` or ``--retry-rejected``). Rejected, held and invalid rows are
+    sends only what is not synced). After a full read, that takes a full read: it was marked
+    before its first send (``Ledger.begin_full_read``), since an incremental read from the old
+    cursor would miss the rows before it that the full read found changed (``--full``,
+    ``--retry-rejected``); a killed run leaves the same mark. Rejected, held and invalid rows are
     recorded (``syncer rejected``); they are read again when their row changes, or by a full read.
     """
     for read in reads:
@@ -171,10 +177,10 @@ def move_cursors(ledger: Ledger, report: RunReport, reads: Sequence[Read]) -> No
         if outcome is None:
             continue
         if outcome.failed_operations or ledger.unfinished_operations(read.integration):
-            if read.full and ledger.drop_cursor(read.integration, read.kind.value, read.source):
+            if read.full:  # begin_full_read marked it: the next read is a full one again
                 log.warning(
-                    "%s: the cursor of source %r is dropped: an operation of this integration did not "
-                    "complete after a full read; the next run reads every row again",
+                    "%s: source %r was read in full, but an operation of this integration did not "
+                    "complete; the next run reads every row again",
                     read.integration,
                     read.source,
                     extra={"integration": read.integration, "source": read.source},

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, select
+from sqlalchemy import and_, exists, select
 
 from syncer.ledger.platform import LedgerPlatform
 from syncer.ledger.schema import drift_table, records, source_cursors_table
@@ -33,6 +33,7 @@ class CursorInfo:
     value: Any  # None: the source had no row yet
     full_read_at: datetime | None
     moved_at: datetime
+    full_due: bool = False  # a full read began sending and did not end well: the next is full too
 
 
 class LedgerCursors(LedgerPlatform):
@@ -94,6 +95,7 @@ class LedgerCursors(LedgerPlatform):
                 "query_digest": query_digest,
                 "value": encode(value) if value is not None else None,  # None: the source had no row
                 "full_read_at": now if full else (held.full_read_at if held is not None else None),
+                "full_due": False if full else (held.full_due if held is not None else False),
                 "moved_at": now,
                 "run_id": run_id,
             }
@@ -105,19 +107,34 @@ class LedgerCursors(LedgerPlatform):
             bump_generations(conn, [integration])  # a saved plan read from the old cursor is stale
         return True
 
-    def drop_cursor(self, integration: str, kind: str, source: str) -> bool:
-        """Forget where ``source`` was read up to (the next read is a full one); False: none held.
+    def begin_full_read(self, integration: str, kind: str, source: str, *, query_digest: str) -> None:
+        """Mark a full read of ``source`` as begun: until ``move_cursor`` records its end, the next
+        read is a full one too (docs/incremental.md).
 
-        For a full read whose records were not all recorded: it may have found rows that an
-        incremental read from the old cursor would never read again (docs/incremental.md).
+        Called before the first record of the read is sent: a full read finds rows before the
+        cursor (changed without moving it, rejected, held) that an incremental read from the old
+        cursor would never read again, were the run killed or an operation failed midway.
         """
         t = source_cursors_table
-        key = and_(t.c.integration == integration, t.c.kind == kind, t.c.source == source)
+        now = _now()
         with self.translate_errors("recording a source cursor"), self._engine.begin() as conn:
-            if not conn.execute(delete(t).where(key)).rowcount:
-                return False
-            bump_generations(conn, [integration])  # a saved plan read from the old cursor is stale
-        return True
+            stmt = _upsert(conn.dialect.name, t)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["integration", "kind", "source"], set_={"full_due": True}
+                ),
+                {
+                    "integration": integration,
+                    "kind": kind,
+                    "source": source,
+                    "query_digest": query_digest,
+                    "value": None,
+                    "full_read_at": None,
+                    "full_due": True,
+                    "moved_at": now,
+                    "run_id": None,
+                },
+            )
 
 
 def _after(new: Any, old: Any) -> bool:
@@ -136,4 +153,5 @@ def _info(row: Any) -> CursorInfo:
         value=decode(row["value"]) if row["value"] is not None else None,
         full_read_at=row["full_read_at"],
         moved_at=row["moved_at"],
+        full_due=bool(row["full_due"]),
     )

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -403,6 +404,9 @@ class SourceCursorRow(Base):
     query_digest: Mapped[str] = mapped_column(String(64))
     value: Mapped[str | None] = mapped_column(Text)  # None: the source had no row yet
     full_read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A full read began sending and has not ended well: the next read is a full one again (rows
+    # before ``value`` it found changed are not all on the platform).
+    full_due: Mapped[bool] = mapped_column(Boolean, server_default=false())
     moved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     run_id: Mapped[int | None] = mapped_column(Integer)
 

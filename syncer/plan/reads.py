@@ -171,6 +171,8 @@ def _full_reason(
         return "--retry-rejected: rejected rows may lie before the cursor"
     if held is None:
         return "first read: no cursor recorded yet"
+    if held.full_due:
+        return "the last full read did not end (killed, interrupted or an operation failed)"
     if held.query_digest != digest:
         return "the query or the cursor column changed since the last read"
     if held.value is None:
@@ -199,7 +201,7 @@ def _lost_rows(ledger: Ledger, name: str, kind: RecordKind) -> str:
 
 def _period(every: timedelta) -> str:
     seconds = int(every.total_seconds())
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"

@@ -45,6 +45,7 @@ CATALOG_QUERY = "SELECT course_id, title, updated_at FROM courses"
 IMPORT_STATS = "importExternalStatistics"
 RECORDS_GONE = "the ledger holds none of its records (the integration was recreated on the platform)"
 DRIFT_TO_RESTORE = "the last refresh found courses to restore"
+FULL_DUE = "the last full read did not end (killed, interrupted or an operation failed)"
 
 
 def stamp(minutes: float) -> str:
@@ -494,7 +495,7 @@ def test_full_every_due_reads_in_full_and_archives(synced: Shop) -> None:
         )
     plan = shop.plan_json()
     read = course_read(plan)
-    assert (read["full"], read["reason"]) == (True, "full_every 1w: last full read 2025-01-01 00:00 UTC")
+    assert (read["full"], read["reason"]) == (True, "full_every 7d: last full read 2025-01-01 00:00 UTC")
     assert stat_read(plan)["full"] is False  # the stats source has no full_every
     assert plan["integrations"][0]["archives"] == 1
     _ok(shop.apply())
@@ -742,32 +743,29 @@ def test_a_full_read_that_did_not_complete_is_read_in_full_again(synced: Shop) -
     failed = shop.apply("--full")
     assert failed.exit_code == 4, failed.stderr
     assert (
-        "acme: the cursor of source 'progress' is dropped: an operation of this integration did not "
-        "complete after a full read; the next run reads every row again"
+        "acme: source 'progress' was read in full, but an operation of this integration did not "
+        "complete; the next run reads every row again"
     ) in failed.stderr
-    assert "progress" not in shop.cursors()
     plan = shop.plan_json()
-    assert (stat_read(plan)["full"], plan_keys(plan)) == (True, {quiet})
+    assert (stat_read(plan)["full"], stat_read(plan)["reason"], plan_keys(plan)) == (True, FULL_DUE, {quiet})
     _ok(shop.apply())
     assert [key for key, _ in sent_stats(shop.sim)[first:]] == [quiet, quiet]  # the failed one, then this
     assert progress_on_platform(shop.sim)[(course_id(1), mail(1))] == [44.0]
     assert shop.cursor() == stamp(11)
 
 
-@pytest.mark.xfail(
-    reason="a full read's cursor is recorded only at the end of apply: a --full run killed before "
-    "every batch of its plan reached the ledger leaves the old cursor, and the next (incremental) "
-    "run never reads the rest (reported; fix: drop a full read's cursor before its first send)",
-    strict=True,
-)
 def test_a_full_read_killed_midway_is_read_in_full_again(synced: Shop) -> None:
+    """A --full run killed before every batch of its plan reached the platform: it was marked
+    before its first send, so the next run (without --full) reads every row again."""
     shop = synced
     assert shop.sim is not None and shop.warehouse is not None
     shop.write_config(stat_batch=1)  # one operation per (course, learner) pair
     quiet = {shop.warehouse.set_stat(0, pct=44), shop.warehouse.set_stat(1, pct=45)}  # cursor not moved
     code, err = shop.process_apply("--full", crash="after_prepare:1")  # the second batch never prepared
     assert code == -signal.SIGKILL, err
+    assert stat_read(shop.plan_json())["reason"] == FULL_DUE
     _ok(shop.apply())
+    assert stat_read(shop.plan_json())["full"] is False
     platform = progress_on_platform(shop.sim)
     assert (platform[(course_id(1), mail(1))], platform[(course_id(1), mail(2))]) == ([44.0], [45.0]), quiet
 
