@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Generator
-from contextlib import closing
+from collections.abc import Generator, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -263,8 +263,25 @@ def _sql_rows(source: SourceConfig) -> Generator[tuple[str, dict[str, Any]], Non
 
 def _sql_cursor(source: SourceConfig) -> Generator[Any, None, None]:
     """Yield the column list, then each row's tuple; SQLAlchemy errors become SourceError."""
+    from sqlalchemy import text
+
+    with _sql_connection(source) as conn:
+        query, params = windowed(conn, source)
+        result = conn.execution_options(stream_results=True, yield_per=SQL_BATCH_ROWS).execute(
+            text(query), params
+        )
+        with result:
+            yield [str(key) for key in result.keys()]  # noqa: SIM118 - a Result, not a dict
+            for row in result:
+                yield tuple(row)
+
+
+@contextmanager
+def _sql_connection(source: SourceConfig, hint: str = "") -> Iterator[Any]:
+    """A connection to the source's database, for one statement; its errors become SourceError
+    (``hint`` is added to an error message that names it: the cursor column)."""
     # Imported here: a config with only file sources never pays for SQLAlchemy's import.
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
     from sqlalchemy.exc import SQLAlchemyError
 
     if source.url is None or not source.query:
@@ -274,16 +291,12 @@ def _sql_cursor(source: SourceConfig) -> Generator[Any, None, None]:
     try:
         engine = create_engine(url)
         with engine.connect() as conn:
-            query, params = windowed(conn, source)
-            result = conn.execution_options(stream_results=True, yield_per=SQL_BATCH_ROWS).execute(
-                text(query), params
-            )
-            with result:
-                yield [str(key) for key in result.keys()]  # noqa: SIM118 - a Result, not a dict
-                for row in result:
-                    yield tuple(row)
+            yield conn
     except SQLAlchemyError as exc:
-        raise SourceError(_sql_message(source, url, exc)) from exc
+        message = _sql_message(source, url, exc)
+        if hint and source.cursor and source.cursor.lower() in message.lower():
+            message += hint
+        raise SourceError(message) from exc
     except ImportError as exc:  # a missing DB driver surfaces as a plain ImportError
         raise SourceError(
             f"source {source.name!r}: the database driver is not installed ({exc.name}){_declared(source)}"
@@ -325,36 +338,20 @@ def high_water(source: SourceConfig, since: Any = None) -> Any:
     Asked before the rows are read: a row written after this answer, with a greater value, is
     read by the next run; one written late with a smaller value is what the overlap is for.
     """
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy import text
 
-    if source.url is None or not source.query or not source.cursor:
-        raise SourceError(f"source {source.name!r} needs an SQL url, query and cursor{_declared(source)}")
-    url = source.url.reveal()
-    engine = None
-    try:
-        engine = create_engine(url)
-        with engine.connect() as conn:
-            column = f"{_WINDOW}.{conn.dialect.identifier_preparer.quote(source.cursor)}"
-            query = source.query.strip().rstrip(";").strip()
-            sql = f"SELECT max({column}) FROM (\n{query}\n) AS {_WINDOW}"
-            params = {}
-            if since is not None:
-                sql += f" WHERE {column} >= :syncer_since"
-                params["syncer_since"] = since
-            return conn.execute(text(sql), params).scalar()
-    except SQLAlchemyError as exc:
-        message = _sql_message(source, url, exc)
-        if source.cursor.lower() in message.lower():
-            message += f" (is cursor: {source.cursor} a column of the query's result?)"
-        raise SourceError(message) from exc
-    except ImportError as exc:
-        raise SourceError(
-            f"source {source.name!r}: the database driver is not installed ({exc.name}){_declared(source)}"
-        ) from exc
-    finally:
-        if engine is not None:
-            engine.dispose()
+    if not source.cursor:
+        raise SourceError(f"source {source.name!r} needs a cursor column{_declared(source)}")
+    hint = f" (is cursor: {source.cursor} a column of the query's result?)"
+    with _sql_connection(source, hint) as conn:
+        column = f"{_WINDOW}.{conn.dialect.identifier_preparer.quote(source.cursor)}"
+        query = (source.query or "").strip().rstrip(";").strip()
+        sql = f"SELECT max({column}) FROM (\n{query}\n) AS {_WINDOW}"
+        params = {}
+        if since is not None:
+            sql += f" WHERE {column} >= :syncer_since"
+            params["syncer_since"] = since
+        return conn.execute(text(sql), params).scalar()
 
 
 def _sql_message(source: SourceConfig, url: str, exc: Exception) -> str:
