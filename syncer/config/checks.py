@@ -16,7 +16,7 @@ import difflib
 import json
 import re
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -59,14 +59,31 @@ def check(doc: Document, data: Any) -> None:
     _type_variables(doc, data)
     expand(doc, data)  # after the typing: a default's ${VAR} is typed before integrations take it
     _check_mapping_kinds(doc, data)
-    for error in Draft202012Validator(config_schema()).iter_errors(data):
-        for leaf, fallback in _leaves(error):
-            _schema_problem(doc, leaf, fallback)
+    leaves = [
+        pair for error in Draft202012Validator(config_schema()).iter_errors(data) for pair in _leaves(error)
+    ]
+    # In the order of the declarations (jsonschema yields those of a mapping of names in set order):
+    # a mapping's rule wrong in itself is reported once, naming its first use, in every run.
+    for leaf, fallback in sorted(leaves, key=lambda pair: _declared_order(data, pair[0].absolute_path)):
+        _schema_problem(doc, leaf, fallback)
     if isinstance(data, dict):
         _check_declared(doc, data)
         _check_semantics(doc, data)
         _check_mappings(doc, data)
         _check_incremental(doc, data)
+
+
+def _declared_order(data: Any, path: Iterable[Any]) -> tuple[int, ...]:
+    """The schema's order of the section ``path`` starts with (integrations before the mappings
+    they use), then the data's order of the declaration in that section."""
+    steps = list(path)[:2]
+    sections = list(config_schema()["properties"])
+    if not steps or steps[0] not in sections:
+        return ()
+    section = data.get(steps[0]) if isinstance(data, dict) else None
+    if len(steps) < 2 or not isinstance(section, dict) or steps[1] not in section:
+        return (sections.index(steps[0]),)
+    return sections.index(steps[0]), list(section).index(steps[1])
 
 
 def _notify_on_keys(doc: Document, data: Any) -> None:

@@ -186,6 +186,20 @@ def test_a_rule_of_a_mapping_is_wrong_at_its_definition_and_the_problem_names_th
     ]
 
 
+def test_a_rule_wrong_in_itself_names_the_first_use_in_every_run(tmp_path: Path) -> None:
+    # jsonschema yields the errors of a mapping of names (integrations:) in set order, which
+    # varies between processes: the problem must name the first use whatever that order.
+    main = MAIN.replace("{column: score, type: number}", "{column: score, type: numeric}")
+    more = "".join(
+        f"  {name}:\n    id: {OID[:-1]}{i}\n    stats: {{source: progress, mapping: lms}}\n"
+        for i, name in enumerate(["zulu", "yankee", "xray", "whisky", "victor", "uniform", "tango"])
+    )
+    assert problems(tmp_path, {"syncer.yaml": main, "acme.yaml": ACME + more}) == [
+        "syncer.yaml:15:36: mappings.lms.fields.score.type: must be one of: string, integer, number, "
+        "boolean, datetime (got 'numeric') (used by integrations.acme.stats at acme.yaml:6:7)",
+    ]
+
+
 STAT_RULES = "{course: {externalId: c}, user: {mail: m}, progress: p, timeSpent: t, firstActivityAt: f, " + (
     "lastActivityAt: l}"
 )
