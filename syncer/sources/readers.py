@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from collections.abc import Generator, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -307,6 +308,15 @@ def _sql_connection(source: SourceConfig, hint: str = "") -> Iterator[Any]:
 
 
 _WINDOW = "syncer_window"
+# What ``text()`` takes for a bind parameter (SQLAlchemy's own pattern): ``:name``, not ``::type``.
+_BIND = re.compile(r"(?<![:\w\\]):(\w+)(?![:\w])")
+
+
+def _statement(source: SourceConfig) -> str:
+    """The source's query as ``text()`` takes it: without its final ``;`` (it may become a
+    subquery), and every ``:name`` in it escaped, so that a literal such as ``'a :b'`` reaches the
+    database as written instead of being taken for a parameter syncer never binds."""
+    return _BIND.sub(r"\\:\1", (source.query or "").strip().rstrip(";").strip())
 
 
 def windowed(conn: Any, source: SourceConfig) -> tuple[str, dict[str, Any]]:
@@ -316,7 +326,7 @@ def windowed(conn: Any, source: SourceConfig) -> tuple[str, dict[str, Any]]:
     :syncer_since AND "cursor" <= :syncer_upto`` (the column quoted as the dialect quotes it).
     """
     assert source.query is not None
-    query = source.query.strip().rstrip(";").strip()
+    query = _statement(source)
     window = source.window
     if window is None or (window.since is None and window.upto is None):
         return query, {}
@@ -345,7 +355,7 @@ def high_water(source: SourceConfig, since: Any = None) -> Any:
     hint = f" (is cursor: {source.cursor} a column of the query's result?)"
     with _sql_connection(source, hint) as conn:
         column = f"{_WINDOW}.{conn.dialect.identifier_preparer.quote(source.cursor)}"
-        query = (source.query or "").strip().rstrip(";").strip()
+        query = _statement(source)
         sql = f"SELECT max({column}) FROM (\n{query}\n) AS {_WINDOW}"
         params = {}
         if since is not None:

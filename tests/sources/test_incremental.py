@@ -280,6 +280,15 @@ def test_a_query_ending_in_a_comment_is_windowed(warehouse: str) -> None:
     assert high_water(src) == 109
 
 
+def test_a_colon_in_a_literal_is_no_parameter(warehouse: str) -> None:
+    # text() takes ":name" for a bind parameter, even inside a literal: escaped, it is the query's.
+    query = """SELECT id, "order", 'at :noon' AS note, 'a::b' AS cast FROM t WHERE 'x :y' <> ''"""
+    src = source(cursor="order", url=warehouse, query=query)
+    assert {(row.values["note"], row.values["cast"]) for row in load_rows(src)} == {("at :noon", "a::b")}
+    assert ids(SourceConfig(**{**src.__dict__, "window": Window("order", 108, None)})) == [8, 9]
+    assert high_water(src, 105) == 109
+
+
 def test_high_water(warehouse: str, tmp_path: Path) -> None:
     assert high_water(source(cursor="updated at", url=warehouse, query=QUERY)) == "2025-06-01 10:09:00"
     assert high_water(source(cursor="order", url=warehouse, query=QUERY), 105) == 109
