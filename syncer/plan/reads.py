@@ -159,6 +159,7 @@ def _decide(
     high = high_water(source, since)
     if high is not None:
         check_value(source, high)
+        start(source, high)  # an overlap of the other kind is refused by this run, not by the next
     return Read(name, kind, source.name, source.cursor, bool(reason), reason, stored, since, high, digest)
 
 

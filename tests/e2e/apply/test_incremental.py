@@ -539,6 +539,15 @@ def test_an_incremental_read_of_no_row_does_not_warn(synced: Shop) -> None:
     assert shop.cursor() == stamp(11)  # nothing read: it stays
 
 
+def test_an_overlap_of_the_other_kind_fails_the_first_plan(shop: Shop) -> None:
+    # Found by the first (full) read's greatest value, not by the next run once apply recorded it.
+    shop.write_config(stats_sql={"cursor": "updated_at", "overlap": 5})
+    result = shop.cli("plan", str(shop.config))
+    assert result.exit_code == 1, result.stderr
+    assert "cursor column 'updated_at' holds date-times, but overlap is a number" in result.stderr
+    assert shop.ledger_rows("SELECT * FROM source_cursors") == []
+
+
 # -- saved plans --------------------------------------------------------------------------------
 
 
