@@ -150,6 +150,7 @@ def status_data(ledger: Ledger, orphans: Sequence[str] = ()) -> dict[str, Any]:
                 "value": None if c.value is None else shown(c.value),
                 "full_read_at": _when(c.full_read_at),
                 "moved_at": _when(c.moved_at),
+                "full_due": c.full_due,
             }
             for c in ledger.cursors()
         ],
@@ -158,9 +159,15 @@ def status_data(ledger: Ledger, orphans: Sequence[str] = ()) -> dict[str, Any]:
 
 def _cursor_text(cursor: Mapping[str, Any]) -> str:
     full = f", last full read {cursor['full_read_at']}" if cursor["full_read_at"] else ""
+    # A full read that began sending and did not end: the next read is a full one (whatever value).
+    start = (
+        "next read in full (the last full read did not end)"
+        if cursor["full_due"]
+        else f"next read from {cursor['value'] or '(the start)'} less the overlap"
+    )
     return (
-        f"  {cursor['integration']} {cursor['kind']}s from {cursor['source']!r}: next read from "
-        f"{cursor['value'] or '(the start)'} less the overlap (recorded {cursor['moved_at']}{full})"
+        f"  {cursor['integration']} {cursor['kind']}s from {cursor['source']!r}: {start} "
+        f"(recorded {cursor['moved_at']}{full})"
     )
 
 

@@ -169,6 +169,21 @@ def test_archived_courses_are_counted_as_archived(ledger: Ledger) -> None:
     assert status_data(ledger)["integrations"]["acme"]["records"] == {"course": {"archived": 3}}
 
 
+def test_cursors_say_where_the_next_read_starts_or_that_it_is_a_full_one(ledger: Ledger) -> None:
+    ledger.move_cursor("acme", "stat", "progress", query_digest="q", value="2025-06-01 10:00:00", full=True)
+    ledger.move_cursor("acme", "course", "catalog", query_digest="q", value=7, full=True)
+    ledger.begin_full_read("acme", "course", "catalog", query_digest="q")  # killed midway
+    text = render_status(ledger)
+    assert (
+        "  acme stats from 'progress': next read from 2025-06-01 10:00:00 less the overlap (recorded " in text
+    )
+    assert (
+        "  acme courses from 'catalog': next read in full (the last full read did not end) (recorded " in text
+    )
+    cursors = {c["source"]: c for c in status_data(ledger)["cursors"]}
+    assert (cursors["progress"]["full_due"], cursors["catalog"]["full_due"]) == (False, True)
+
+
 @pytest.mark.parametrize(
     ("outcome", "code"),
     [
