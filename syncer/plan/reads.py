@@ -15,11 +15,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from syncer.config import Config, SourceConfig, Window
+from syncer.config import Config, ObjectConfig, SourceConfig, Window
 from syncer.ledger import Ledger
 from syncer.models import RecordKind, content_hash
+from syncer.sources.digest import mapping_facts
 from syncer.sources.incremental import check_value, decode, encode, shown, start
 from syncer.sources.readers import high_water
+from syncer.version import __version__
 
 __all__ = ["Read", "decide_reads", "query_digest", "reads_from_data"]
 
@@ -106,9 +108,21 @@ def _decoded(value: Any) -> Any:
     return None if value is None else decode(str(value))
 
 
-def query_digest(source: SourceConfig) -> str:
-    """What a cursor was recorded for: the query and the cursor column."""
-    return content_hash({"query": (source.query or "").strip(), "cursor": source.cursor})
+def query_digest(source: SourceConfig, spec: ObjectConfig) -> str:
+    """What a cursor was recorded for: the query, the cursor column, and what the rows map to.
+
+    When the field rules change (a mapping, a filter, ``on_unsafe_change``...), rows before the
+    cursor map to other records: only a full read sends them. So does another syncer version
+    (mapping may change with it), as for the digests of file rows (syncer/sources/digest.py).
+    """
+    return content_hash(
+        {
+            "query": (source.query or "").strip(),
+            "cursor": source.cursor,
+            "rules": mapping_facts(spec),
+            "syncer": __version__,
+        }
+    )
 
 
 def decide_reads(
@@ -135,7 +149,7 @@ def decide_reads(
             if given is not None and (name, kind) in given:
                 reads[(name, kind)] = given[(name, kind)]
                 continue
-            reads[(name, kind)] = _decide(ledger, name, kind, source, full, retry_rejected, now)
+            reads[(name, kind)] = _decide(ledger, name, kind, source, spec, full, retry_rejected, now)
     return reads
 
 
@@ -144,12 +158,13 @@ def _decide(
     name: str,
     kind: RecordKind,
     source: SourceConfig,
+    spec: ObjectConfig,
     full: bool,
     retry_rejected: bool,
     now: datetime,
 ) -> Read:
     assert source.cursor is not None
-    digest = query_digest(source)
+    digest = query_digest(source, spec)
     held = ledger.cursor_of(name, kind.value, source.name)
     reason = _full_reason(source, held, digest, full, retry_rejected, now)
     if not reason:
@@ -175,7 +190,7 @@ def _full_reason(
     if held.full_due:
         return "the last full read did not end (killed, interrupted or an operation failed)"
     if held.query_digest != digest:
-        return "the query or the cursor column changed since the last read"
+        return "the query, the cursor column, the field rules or syncer's version changed since the last read"
     if held.value is None:
         return "the last read found no row"
     if source.full_every is not None:

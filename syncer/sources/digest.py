@@ -284,12 +284,18 @@ def seed(
         "integration": _facts(dataclasses.replace(integration, courses=None, stats=None)),
         # What decides how invalid rows are tolerated or whether courses are archived does not
         # change what a row maps to.
-        "spec": _facts(dataclasses.replace(spec, tolerate_invalid=Tolerance(), archive_missing=False)),
+        "spec": mapping_facts(spec),
         "source": [source.kind.value, source.delimiter, source.encoding],
     }
     digest = hashlib.blake2b(orjson.dumps(parts, default=repr), digest_size=8)
     digest.update(b"\0" + header)
     return int.from_bytes(digest.digest(), "little", signed=True)
+
+
+def mapping_facts(spec: ObjectConfig) -> Any:
+    """What a stream's rows map to, besides the rows: field rules, filters and options, as plain
+    data (how invalid rows are tolerated, or whether courses are archived, changes no record)."""
+    return _facts(dataclasses.replace(spec, tolerate_invalid=Tolerance(), archive_missing=False))
 
 
 def _facts(value: Any) -> Any:

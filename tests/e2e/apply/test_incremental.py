@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import Result
 from jsonschema import Draft202012Validator
 
@@ -510,13 +511,31 @@ def test_a_changed_query_reads_in_full(synced: Shop) -> None:
     read = stat_read(plan)
     assert (read["full"], read["reason"]) == (
         True,
-        "the query or the cursor column changed since the last read",
+        "the query, the cursor column, the field rules or syncer's version changed since the last read",
     )
     assert read["recorded"] == stamp(11)
     assert plan["has_changes"] is False
     assert plan["integrations"][0]["stats"]["unchanged"] == COURSES * LEARNERS
     _ok(shop.apply())
     assert stat_read(shop.plan_json())["full"] is False
+
+
+def test_a_changed_field_rule_reads_in_full(synced: Shop) -> None:
+    """Rows before the cursor map to other records once a field rule changes: an incremental
+    read would re-map only the rows written since, and the plan would hide the rest."""
+    shop = synced
+    config = yaml.safe_load(shop.config.read_text())
+    config["integrations"]["acme"]["stats"]["fields"]["timeSpent"] = {"column": "seconds", "unit": "min"}
+    shop.config.write_text(yaml.safe_dump(config, sort_keys=False))
+    plan = shop.plan_json()
+    read = stat_read(plan)
+    assert (read["full"], read["reason"]) == (
+        True,
+        "the query, the cursor column, the field rules or syncer's version changed since the last read",
+    )
+    stats = plan["integrations"][0]["stats"]
+    assert (stats["unchanged"], plan["changes_total"] + plan["held_total"]) == (0, COURSES * LEARNERS)
+    assert course_read(plan)["full"] is False  # the catalog's rules did not change
 
 
 def test_an_incremental_read_of_no_row_does_not_warn(synced: Shop) -> None:
