@@ -99,6 +99,14 @@ async def apply_config(
                 reads = plan.reads
                 for read in reads:
                     event(read.describe(), integration=read.integration, source=read.source, full=read.full)
+                    if read.nulls:
+                        log.warning(
+                            "%s: source %r: %s",
+                            read.integration,
+                            read.source,
+                            read.null_note(),
+                            extra={"integration": read.integration, "source": read.source},
+                        )
                 _check_guards(plan, options)
                 for read in plan.reads:  # before anything is sent: see begin_full_read
                     if read.full:

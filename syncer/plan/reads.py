@@ -20,7 +20,7 @@ from syncer.ledger import Ledger
 from syncer.models import RecordKind, content_hash
 from syncer.sources.digest import mapping_facts
 from syncer.sources.incremental import check_value, decode, encode, shown, start
-from syncer.sources.readers import high_water
+from syncer.sources.readers import high_water, null_cursors
 from syncer.version import __version__
 
 __all__ = ["Read", "decide_reads", "query_digest", "reads_from_data"]
@@ -40,6 +40,7 @@ class Read:
     since: Any  # the lower bound: ``stored`` less the overlap (None for a full read)
     high: Any  # the greatest cursor value when the plan started: what apply records
     query_digest: str
+    nulls: int = 0  # full reads: rows whose cursor is NULL, which no incremental read reads
 
     @property
     def window(self) -> Window | None:
@@ -57,11 +58,20 @@ class Read:
         what = "courses" if self.kind is RecordKind.COURSE else "statistics"
         head = f"{self.integration} {what}: source {self.source!r}"
         if self.full:
-            return f"{head} read in full ({self.reason}); apply records {self.column} = {shown(self.high)}"
+            line = f"{head} read in full ({self.reason}); apply records {self.column} = {shown(self.high)}"
+            return line + (f"; {self.null_note()}" if self.nulls else "")
         upto = f" up to {shown(self.high)}" if self.high is not None else " (no row has a greater one)"
         return (
             f"{head} read incrementally: rows with {self.column} from {shown(self.since)}{upto} "
             f"(recorded: {shown(self.stored)}, less the overlap)"
+        )
+
+    def null_note(self) -> str:
+        """What rows with a NULL cursor mean, for the plan and the log."""
+        rows = f"{self.nulls:,} row" + ("s have" if self.nulls != 1 else " has")
+        return (
+            f"{rows} no {self.column} (NULL): only full reads read them (--full, full_every), "
+            "incremental ones never do"
         )
 
     def data(self) -> dict[str, Any]:
@@ -77,6 +87,7 @@ class Read:
             "since": _encoded(self.since),
             "high": _encoded(self.high),
             "query_digest": self.query_digest,
+            "nulls": self.nulls,
         }
 
 
@@ -99,6 +110,7 @@ def reads_from_data(items: Iterable[Mapping[str, Any]]) -> dict[tuple[str, Recor
             since=_decoded(item["since"]),
             high=_decoded(item["high"]),
             query_digest=str(item["query_digest"]),
+            nulls=int(item.get("nulls", 0)),
         )
         out[(read.integration, read.kind)] = read
     return out
@@ -175,7 +187,9 @@ def _decide(
     if high is not None:
         check_value(source, high)
         start(source, high)  # an overlap of the other kind is refused by this run, not by the next
-    return Read(name, kind, source.name, source.cursor, bool(reason), reason, stored, since, high, digest)
+    nulls = null_cursors(source) if reason else 0
+    cursor = source.cursor
+    return Read(name, kind, source.name, cursor, bool(reason), reason, stored, since, high, digest, nulls)
 
 
 def _full_reason(

@@ -184,6 +184,7 @@ def _reads_data(plan: Plan) -> list[dict[str, Any]]:
             "recorded": None if r.stored is None else shown(r.stored),
             "since": None if r.since is None else shown(r.since),
             "upto": None if r.high is None else shown(r.high),
+            "null_cursors": r.nulls,
         }
         for r in plan.reads
     ]

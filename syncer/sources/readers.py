@@ -32,6 +32,7 @@ __all__ = [
     "load_columns",
     "load_rows",
     "load_values",
+    "null_cursors",
     "stream_encoding",
     "windowed",
 ]
@@ -362,6 +363,19 @@ def high_water(source: SourceConfig, since: Any = None) -> Any:
             sql += f" WHERE {column} >= :syncer_since"
             params["syncer_since"] = since
         return conn.execute(text(sql), params).scalar()
+
+
+def null_cursors(source: SourceConfig) -> int:
+    """Rows of the source whose cursor is NULL: no incremental read ever reads them (a full read
+    does). Counted on full reads, which scan the source anyway."""
+    from sqlalchemy import text
+
+    if not source.cursor:
+        raise SourceError(f"source {source.name!r} needs a cursor column{_declared(source)}")
+    with _sql_connection(source) as conn:
+        column = f"{_WINDOW}.{conn.dialect.identifier_preparer.quote(source.cursor)}"
+        sql = f"SELECT count(*) FROM (\n{_statement(source)}\n) AS {_WINDOW} WHERE {column} IS NULL"
+        return int(conn.execute(text(sql)).scalar() or 0)
 
 
 def _sql_message(source: SourceConfig, url: str, exc: Exception) -> str:

@@ -330,6 +330,7 @@ def test_first_apply_reads_all_and_records_the_cursor(shop: Shop) -> None:
         "recorded": None,
         "since": None,
         "upto": stamp(COURSES * LEARNERS - 1),
+        "null_cursors": 0,
     }
     assert course_read(plan)["full"] is True
     assert plan["integrations"][0]["stats"]["new"] == COURSES * LEARNERS
@@ -536,6 +537,26 @@ def test_a_changed_field_rule_reads_in_full(synced: Shop) -> None:
     stats = plan["integrations"][0]["stats"]
     assert (stats["unchanged"], plan["changes_total"] + plan["held_total"]) == (0, COURSES * LEARNERS)
     assert course_read(plan)["full"] is False  # the catalog's rules did not change
+
+
+def test_rows_without_a_cursor_are_counted_by_full_reads(synced: Shop) -> None:
+    shop = synced
+    assert shop.warehouse is not None
+    nulled = STATS_QUERY.replace(
+        "updated_at FROM",
+        f"CASE WHEN course_id = '{course_id(1)}' THEN NULL ELSE updated_at END AS updated_at FROM",
+    )
+    shop.write_config(stats_query=nulled)  # a changed query: read in full
+    full = shop.plan_json()
+    assert (stat_read(full)["full"], stat_read(full)["null_cursors"]) == (True, LEARNERS)
+    result = shop.apply()
+    _ok(result)
+    assert (
+        f"acme: source 'progress': {LEARNERS} rows have no updated_at (NULL): only full reads read them "
+        "(--full, full_every), incremental ones never do"
+    ) in result.stderr
+    after = stat_read(shop.plan_json())
+    assert (after["full"], after["null_cursors"]) == (False, 0)  # an incremental read does not count
 
 
 def test_an_incremental_read_of_no_row_does_not_warn(synced: Shop) -> None:
