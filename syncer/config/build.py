@@ -85,7 +85,11 @@ def build(doc: Document, path: Path, data: dict[str, Any]) -> Config:
 def _ledger_url(url: str | None, folder: Path) -> str:
     if url is None:
         return f"sqlite:///{folder / 'syncer.db'}"
-    # Like source paths, a relative SQLite file is relative to the config, not to the cwd.
+    return _sqlite_relative(url, folder)
+
+
+def _sqlite_relative(url: str, folder: Path) -> str:
+    """Like source paths, a relative SQLite file is relative to the config file, not to the cwd."""
     match = re.match(r"^(sqlite(?:\+\w+)?):///([^?]*)(\?.*)?$", url)
     if match and match.group(2) and match.group(2) != ":memory:" and not match.group(2).startswith("/"):
         return f"{match.group(1)}:///{folder / match.group(2)}{match.group(3) or ''}"
@@ -132,7 +136,7 @@ def _build_source(doc: Document, name: str, spec: dict[str, Any], folder: Path) 
         return SourceConfig(
             name,
             SourceKind.SQL,
-            url=Secret(sql["url"]),
+            url=Secret(_sqlite_relative(sql["url"], folder)),
             query=sql["query"],
             where=where,
             cursor=sql.get("cursor"),

@@ -169,6 +169,15 @@ def test_an_incremental_source_as_built(tmp_path: Path) -> None:
     assert (plain.cursor, plain.overlap, plain.full_every) == (None, None, None)
 
 
+def test_a_relative_sqlite_source_is_relative_to_its_file(tmp_path: Path) -> None:
+    """Like file sources and the ledger: not to the working directory of a cron job."""
+    config = load_config(write(tmp_path, config_text(url="sqlite:///warehouse.db?mode=ro")))
+    assert config.sources["progress"].url is not None
+    assert config.sources["progress"].url.reveal() == f"sqlite:///{tmp_path.resolve()}/warehouse.db?mode=ro"
+    memory = load_config(write(tmp_path, config_text(url="sqlite://"))).sources["catalog"].url
+    assert memory is not None and memory.reveal() == "sqlite://"
+
+
 # -- durations ------------------------------------------------------------------------------------
 
 
