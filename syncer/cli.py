@@ -185,11 +185,15 @@ def _print_error(exc: SyncerError, log_format: str = "text") -> None:
         fields: dict[str, Any] = {"exit_code": exc.exit_code, "error": type(exc).__name__}
         if problems:
             fields["problems"] = problems
+        if isinstance(exc, ConfigError) and exc.warnings:
+            fields["warnings"] = [str(w) for w in exc.warnings]
         click.echo(orjson.dumps(json_log_line("error", str(exc), fields)).decode(), err=True)
         return
     if isinstance(exc, ConfigError) and exc.problems:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
+        for warning in exc.warnings:
+            click.echo(f"warning: {warning}", err=True)
         return
     click.echo(f"Error: {exc}", err=True)
 

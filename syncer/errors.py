@@ -55,7 +55,10 @@ class ConfigError(SyncerError):
 
     exit_code = 1
 
-    def __init__(self, problems: list[Problem] | str) -> None:
+    def __init__(self, problems: list[Problem] | str, warnings: list[Problem] | None = None) -> None:
+        # Warnings that may explain a problem (a config file not read): the CLI prints them
+        # under the problems.
+        self.warnings: list[Problem] = list(warnings or [])
         if isinstance(problems, str):
             self.problems: list[Problem] = []
             super().__init__(problems)

@@ -131,7 +131,32 @@ def _part_files(doc: Document, data: Any, path: Path) -> list[Path]:
                     ("include", i),
                     f"{pattern!r} matches {file}, which is not a .yaml file; narrow it (e.g. teams/*.yaml)",
                 )
+    if not path.is_dir() and main.name == MAIN_FILE:
+        _beside_the_main_file(doc, main, seen)
     return found
+
+
+def _beside_the_main_file(doc: Document, main: Path, read: set[Path]) -> None:
+    """A directory's ``syncer.yaml`` given as a file reads no part file beside it: say so once
+    (``syncer apply DIR/syncer.yaml`` would silently leave out the integrations of the others)."""
+    unread = [
+        f
+        for f in sorted(main.parent.glob("*.yaml"))
+        if f.is_file() and not f.name.startswith(".") and f.resolve() not in read
+    ]
+    if unread:
+        names = ", ".join(f.name for f in unread[:3]) + (
+            f" and {len(unread) - 3:,} more" if len(unread) > 3 else ""
+        )
+        doc.warnings.append(
+            Problem(
+                str(main),
+                None,
+                None,
+                f"given as a file, it reads no other file beside it ({names}): to read a config "
+                f"directory, give the directory ({main.parent}), or list them in include:",
+            )
+        )
 
 
 def merge(doc: Document, data: Any, parts: list[tuple[Document, Any]]) -> Any:

@@ -34,5 +34,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None, *, offline: bo
     check(doc, data)
     problems = doc.all_problems()
     if problems:
-        raise ConfigError(problems)
+        # The warnings about whole files (one not read) go with them: they may explain a problem
+        # ("missing required key 'integrations'" when a directory's syncer.yaml is given alone).
+        raise ConfigError(problems, [w for w in doc.all_warnings() if w.line is None])
     return build(doc, path, data)

@@ -419,3 +419,23 @@ def test_a_part_file_wrong_as_a_whole_hides_no_problem_of_the_others(tmp_path: P
         "T/a.yaml:5:15: integrations.acme.courses.source: unknown source 'catalgo'; did you mean 'catalog'?",
         "T/b.yaml:1:1: config: a part file is a mapping of sources:, integrations: and mappings:",
     ]
+
+
+def test_a_directorys_main_file_given_as_a_file_says_what_it_does_not_read(tmp_path: Path) -> None:
+    """``syncer apply DIR/syncer.yaml`` reads that file alone: the warning names the files left out,
+    also under the error that the missing integrations then cause."""
+    write(tmp_path, {"syncer.yaml": MAIN, "acme.yaml": ACME, "beta.yaml": BETA})
+    result = CliRunner().invoke(cli, ["validate", "--no-sources", str(tmp_path / "syncer.yaml")])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{tmp_path}/syncer.yaml:1:1: config: missing required key 'integrations'",
+        f"warning: {tmp_path}/syncer.yaml: given as a file, it reads no other file beside it "
+        f"(acme.yaml, beta.yaml): to read a config directory, give the directory ({tmp_path}), "
+        "or list them in include:",
+    ]
+    write(tmp_path, {"syncer.yaml": MAIN + "include: [acme.yaml]\n" + BETA})
+    (tmp_path / "beta.yaml").unlink()
+    config = load(tmp_path / "syncer.yaml")
+    assert [str(w) for w in config.warnings] == []  # every .yaml beside it is read
+    assert list(config.integrations) == ["beta", "acme"]
+    assert load(tmp_path).warnings == ()  # the directory itself: nothing to say
