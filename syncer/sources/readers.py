@@ -316,8 +316,17 @@ _BIND = re.compile(r"(?<![:\w\\]):(\w+)(?![:\w])")
 def _statement(source: SourceConfig) -> str:
     """The source's query as ``text()`` takes it: without its final ``;`` (it may become a
     subquery), and every ``:name`` in it escaped, so that a literal such as ``'a :b'`` reaches the
-    database as written instead of being taken for a parameter syncer never binds."""
-    return _BIND.sub(r"\\:\1", (source.query or "").strip().rstrip(";").strip())
+    database as written instead of being taken for a parameter syncer never binds. Comment
+    lines at its end go too, and a comment after its final ``;`` (``...; -- all rows``)."""
+    lines = (source.query or "").strip().splitlines()
+    while lines and lines[-1].strip().startswith("--"):
+        lines.pop()
+    query = _FINAL_COMMENT.sub("", "\n".join(lines).strip())
+    return _BIND.sub(r"\\:\1", query.strip().rstrip(";").strip())
+
+
+_FINAL_COMMENT = re.compile(r";[ \t]*--[^\n'\"]*$")
+"""``; -- comment`` ending a query: the comment goes with the ``;`` (no quote in it: not a literal)."""
 
 
 def windowed(conn: Any, source: SourceConfig) -> tuple[str, dict[str, Any]]:

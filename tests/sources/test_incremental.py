@@ -28,7 +28,7 @@ from syncer.models import RecordKind
 from syncer.plan.reads import Read, reads_from_data
 from syncer.sources import load_rows
 from syncer.sources.incremental import DEFAULT_OVERLAP, check_value, decode, encode, shown, start
-from syncer.sources.readers import high_water, windowed
+from syncer.sources.readers import high_water, null_cursors, windowed
 
 WHERE = "syncer.yaml:7:5"
 
@@ -278,6 +278,20 @@ def test_a_query_ending_in_a_comment_is_windowed(warehouse: str) -> None:
     src = source(cursor="order", url=warehouse, query=query)
     assert ids(SourceConfig(**{**src.__dict__, "window": Window("order", 108, None)})) == [8, 9]
     assert high_water(src) == 109
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        'SELECT id, "updated at", "order" FROM t; -- the whole table',
+        'SELECT id, "updated at", "order" FROM t;\n-- the whole table\n-- (every row)\n',
+        'SELECT id, "updated at", "order" FROM t -- the whole table',
+    ],
+)
+def test_a_final_semicolon_before_a_comment_is_dropped(warehouse: str, query: str) -> None:
+    src = source(cursor="order", url=warehouse, query=query)
+    assert ids(SourceConfig(**{**src.__dict__, "window": Window("order", 108, None)})) == [8, 9]
+    assert high_water(src) == 109 and null_cursors(src) == 0
 
 
 def test_a_colon_in_a_literal_is_no_parameter(warehouse: str) -> None:
