@@ -25,6 +25,7 @@ from syncer.models import RecordKind
 from syncer.plan.streams import Run, Selection, SourceRow, _classic_runs, _staged_runs
 from syncer.sources import SQL_BATCH_ROWS
 from syncer.sources.digest import Unscannable, seed
+from syncer.sources.readers import statement
 
 __all__ = ["QueryStream", "in_ledger"]
 
@@ -69,7 +70,9 @@ class QueryStream:
         self.spec = spec
         self.source = source
         self.mapper = build_mapper(integration, kind, spec)
-        self._query = source.query.strip().rstrip(";").strip()
+        # As the ordinary reader runs it (``:name`` escaped, final ``;`` and comments gone), on
+        # lines of its own: a final -- comment must not swallow the closing parenthesis.
+        self._query = f"\n{statement(source)}\n"
         self._key: int | None = None
 
     def classic(self) -> Iterator[Run]:

@@ -33,6 +33,7 @@ __all__ = [
     "load_rows",
     "load_values",
     "null_cursors",
+    "statement",
     "stream_encoding",
     "windowed",
 ]
@@ -313,7 +314,7 @@ _WINDOW = "syncer_window"
 _BIND = re.compile(r"(?<![:\w\\]):(\w+)(?![:\w])")
 
 
-def _statement(source: SourceConfig) -> str:
+def statement(source: SourceConfig) -> str:
     """The source's query as ``text()`` takes it: without its final ``;`` (it may become a
     subquery), and every ``:name`` in it escaped, so that a literal such as ``'a :b'`` reaches the
     database as written instead of being taken for a parameter syncer never binds. Comment
@@ -336,7 +337,7 @@ def windowed(conn: Any, source: SourceConfig) -> tuple[str, dict[str, Any]]:
     :syncer_since AND "cursor" <= :syncer_upto`` (the column quoted as the dialect quotes it).
     """
     assert source.query is not None
-    query = _statement(source)
+    query = statement(source)
     window = source.window
     if window is None or (window.since is None and window.upto is None):
         return query, {}
@@ -365,7 +366,7 @@ def high_water(source: SourceConfig, since: Any = None) -> Any:
     hint = f" (is cursor: {source.cursor} a column of the query's result?)"
     with _sql_connection(source, hint) as conn:
         column = f"{_WINDOW}.{conn.dialect.identifier_preparer.quote(source.cursor)}"
-        query = _statement(source)
+        query = statement(source)
         sql = f"SELECT max({column}) FROM (\n{query}\n) AS {_WINDOW}"
         params = {}
         if since is not None:
@@ -383,7 +384,7 @@ def null_cursors(source: SourceConfig) -> int:
         raise SourceError(f"source {source.name!r} needs a cursor column{_declared(source)}")
     with _sql_connection(source) as conn:
         column = f"{_WINDOW}.{conn.dialect.identifier_preparer.quote(source.cursor)}"
-        sql = f"SELECT count(*) FROM (\n{_statement(source)}\n) AS {_WINDOW} WHERE {column} IS NULL"
+        sql = f"SELECT count(*) FROM (\n{statement(source)}\n) AS {_WINDOW} WHERE {column} IS NULL"
         return int(conn.execute(text(sql)).scalar() or 0)
 
 
