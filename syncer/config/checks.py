@@ -598,6 +598,12 @@ def _check_incremental(doc: Document, data: dict[str, Any]) -> None:
             continue
         if "cursor" in sql:
             incremental[name] = "full_every" in sql
+            every = sql.get("full_every")
+            if isinstance(every, str) and re.fullmatch(r"0+(\.0*)?[smhdw]", every):
+                doc.add(
+                    ("sources", name, "sql", "full_every"),
+                    "a period of 0 makes every read a full one: give a longer one (7d), or remove cursor",
+                )
             continue
         for key in ("overlap", "full_every"):
             if key in sql:

@@ -196,9 +196,19 @@ def test_a_relative_sqlite_source_is_relative_to_its_file(tmp_path: Path) -> Non
 )
 def test_durations(tmp_path: Path, text: str, expected: timedelta) -> None:
     assert duration(text) == expected
-    path = write(tmp_path, config_text(progress=f"cursor: updated_at\noverlap: {text}\nfull_every: {text}"))
+    every = text if expected else "1d"  # a full_every of 0 is refused (below)
+    path = write(tmp_path, config_text(progress=f"cursor: updated_at\noverlap: {text}\nfull_every: {every}"))
     progress = load_config(path).sources["progress"]
-    assert (progress.overlap, progress.full_every) == (expected, expected)
+    assert (progress.overlap, progress.full_every) == (expected, duration(every))
+
+
+@pytest.mark.parametrize("every", ["0s", "0d", "0.0h"])
+def test_a_full_every_of_zero_is_refused(tmp_path: Path, every: str) -> None:
+    path = write(tmp_path, config_text(progress=f"cursor: updated_at\nfull_every: {every}"))
+    assert problems(path) == [
+        f"{at(path, 'full_every', value=True)}: sources.progress.sql.full_every: a period of 0 makes "
+        "every read a full one: give a longer one (7d), or remove cursor"
+    ]
 
 
 @pytest.mark.parametrize("number", [0, 2.5, 1000])
