@@ -371,9 +371,13 @@ class Document:
 
 
 def _in_order(docs: list[Document], kind: str) -> list[Problem]:
-    rank = {doc.file: i for i, doc in enumerate(docs)}
-    found = [p for doc in docs for p in getattr(doc, kind)]
-    return sorted(found, key=lambda p: (rank.get(p.file, len(docs)), p.line or 0, p.column or 0))
+    return in_file_order([p for doc in docs for p in getattr(doc, kind)], [doc.file for doc in docs])
+
+
+def in_file_order(problems: list[Problem], files: list[str]) -> list[Problem]:
+    """``problems`` sorted by file (in the order of ``files``; others last), line and column."""
+    rank = {file: i for i, file in enumerate(files)}
+    return sorted(problems, key=lambda p: (rank.get(p.file, len(files)), p.line or 0, p.column or 0))
 
 
 def _child(node: yaml.Node, step: str | int) -> tuple[yaml.Node | None, yaml.Node] | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from syncer.config.checks import config_schema
-from syncer.config.document import Document, NodePath, parse
+from syncer.config.document import Document, NodePath, in_file_order, parse
 from syncer.errors import ConfigError, Problem
 
 MAIN_FILE = "syncer.yaml"
@@ -65,13 +65,8 @@ def read_config(path: Path, env: Mapping[str, str], *, offline: bool = False) ->
     merged = merge(doc, data, parts)
     if failed:
         order = [doc.file, *map(str, files)]
-        raise ConfigError(sorted([*doc.all_problems(), *failed], key=lambda p: _rank(order, p)))
+        raise ConfigError(in_file_order([*doc.all_problems(), *failed], order))
     return doc, merged
-
-
-def _rank(files: list[str], problem: Problem) -> tuple[int, int, int]:
-    rank = files.index(problem.file) if problem.file in files else len(files)
-    return rank, problem.line or 0, problem.column or 0
 
 
 def _parse_file(path: Path, env: Mapping[str, str], *, offline: bool, part: bool) -> tuple[Document, Any]:
