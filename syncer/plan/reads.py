@@ -20,7 +20,7 @@ from syncer.ledger import Ledger
 from syncer.models import RecordKind, content_hash
 from syncer.sources.digest import mapping_facts
 from syncer.sources.incremental import check_value, decode, encode, shown, start
-from syncer.sources.readers import high_water, null_cursors
+from syncer.sources.readers import full_read_facts, high_water
 from syncer.version import __version__
 
 __all__ = ["Read", "decide_reads", "query_digest", "reads_from_data"]
@@ -183,11 +183,13 @@ def _decide(
         reason = _lost_rows(ledger, name, kind)
     stored = held.value if held is not None else None
     since = None if reason else start(source, stored)
-    high = high_water(source, since)
+    if reason:
+        high, nulls = full_read_facts(source)  # one scan: a full read scans the source anyway
+    else:
+        high, nulls = high_water(source, since), 0  # the index range scan of the window
     if high is not None:
         check_value(source, high)
         start(source, high)  # an overlap of the other kind is refused by this run, not by the next
-    nulls = null_cursors(source) if reason else 0
     cursor = source.cursor
     return Read(name, kind, source.name, cursor, bool(reason), reason, stored, since, high, digest, nulls)
 

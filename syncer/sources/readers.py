@@ -27,12 +27,12 @@ __all__ = [
     "csv_error",
     "csv_values",
     "decode_error",
+    "full_read_facts",
     "high_water",
     "jsonl_value",
     "load_columns",
     "load_rows",
     "load_values",
-    "null_cursors",
     "statement",
     "stream_encoding",
     "windowed",
@@ -359,6 +359,19 @@ def high_water(source: SourceConfig, since: Any = None) -> Any:
     Asked before the rows are read: a row written after this answer, with a greater value, is
     read by the next run; one written late with a smaller value is what the overlap is for.
     """
+    return _cursor_aggregate(source, "max({c})", since)
+
+
+def full_read_facts(source: SourceConfig) -> tuple[Any, int]:
+    """For a full read, in one scan: ``high_water`` and how many rows have a NULL cursor (no
+    incremental read ever reads those; a full read does)."""
+    found = _cursor_aggregate(source, "max({c}), count(*) - count({c})")
+    return found[0], int(found[1] or 0)
+
+
+def _cursor_aggregate(source: SourceConfig, aggregates: str, since: Any = None) -> Any:
+    """``SELECT aggregates`` of the source's rows (from ``since`` on); ``{c}``: the cursor column.
+    One value is returned as such, several as a row."""
     from sqlalchemy import text
 
     if not source.cursor:
@@ -366,26 +379,13 @@ def high_water(source: SourceConfig, since: Any = None) -> Any:
     hint = f" (is cursor: {source.cursor} a column of the query's result?)"
     with _sql_connection(source, hint) as conn:
         column = f"{_WINDOW}.{conn.dialect.identifier_preparer.quote(source.cursor)}"
-        query = statement(source)
-        sql = f"SELECT max({column}) FROM (\n{query}\n) AS {_WINDOW}"
+        sql = f"SELECT {aggregates.format(c=column)} FROM (\n{statement(source)}\n) AS {_WINDOW}"
         params = {}
         if since is not None:
             sql += f" WHERE {column} >= :syncer_since"
             params["syncer_since"] = since
-        return conn.execute(text(sql), params).scalar()
-
-
-def null_cursors(source: SourceConfig) -> int:
-    """Rows of the source whose cursor is NULL: no incremental read ever reads them (a full read
-    does). Counted on full reads, which scan the source anyway."""
-    from sqlalchemy import text
-
-    if not source.cursor:
-        raise SourceError(f"source {source.name!r} needs a cursor column{_declared(source)}")
-    with _sql_connection(source) as conn:
-        column = f"{_WINDOW}.{conn.dialect.identifier_preparer.quote(source.cursor)}"
-        sql = f"SELECT count(*) FROM (\n{statement(source)}\n) AS {_WINDOW} WHERE {column} IS NULL"
-        return int(conn.execute(text(sql)).scalar() or 0)
+        row = conn.execute(text(sql), params).one()
+        return row[0] if len(row) == 1 else tuple(row)
 
 
 def _sql_message(source: SourceConfig, url: str, exc: Exception) -> str:

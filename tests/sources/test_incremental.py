@@ -28,7 +28,7 @@ from syncer.models import RecordKind
 from syncer.plan.reads import Read, reads_from_data
 from syncer.sources import load_rows
 from syncer.sources.incremental import DEFAULT_OVERLAP, check_value, decode, encode, shown, start
-from syncer.sources.readers import high_water, null_cursors, windowed
+from syncer.sources.readers import full_read_facts, high_water, windowed
 
 WHERE = "syncer.yaml:7:5"
 
@@ -291,7 +291,7 @@ def test_a_query_ending_in_a_comment_is_windowed(warehouse: str) -> None:
 def test_a_final_semicolon_before_a_comment_is_dropped(warehouse: str, query: str) -> None:
     src = source(cursor="order", url=warehouse, query=query)
     assert ids(SourceConfig(**{**src.__dict__, "window": Window("order", 108, None)})) == [8, 9]
-    assert high_water(src) == 109 and null_cursors(src) == 0
+    assert high_water(src) == 109 and full_read_facts(src) == (109, 0)
 
 
 def test_a_colon_in_a_literal_is_no_parameter(warehouse: str) -> None:
