@@ -108,7 +108,7 @@ async def apply_config(
                             extra={"integration": read.integration, "source": read.source},
                         )
                 _check_guards(plan, options)
-                for read in plan.reads:  # before anything is sent: see begin_full_read
+                for read in reads:  # before anything is sent: see begin_full_read
                     if read.full:
                         ledger.begin_full_read(
                             read.integration, read.kind.value, read.source, query_digest=read.query_digest

@@ -44,7 +44,8 @@ def check_columns(config: Config, sample_rows: int = 20) -> list[Problem]:
             if source is None:
                 problems.append(config_problem(spec.where, f"unknown source {spec.source!r}"))
                 continue
-            if source.name not in seen:
+            first = source.name not in seen  # the source's own problems are reported once
+            if first:
                 seen[source.name] = _sample_columns(source, sample_rows)
                 if isinstance(seen[source.name], SourceError):
                     problems.append(config_problem(source.where or spec.where, str(seen[source.name])))
@@ -52,11 +53,7 @@ def check_columns(config: Config, sample_rows: int = 20) -> list[Problem]:
             if isinstance(columns, SourceError):
                 continue
             listed = ", ".join(sorted(columns)) or "none"
-            if (
-                source.cursor is not None
-                and source.cursor not in columns
-                and spec is _first_use(config, source)  # the source's own problem: reported once
-            ):
+            if first and source.cursor is not None and source.cursor not in columns:
                 problems.append(
                     config_problem(
                         source.where or spec.where,
@@ -73,15 +70,6 @@ def check_columns(config: Config, sample_rows: int = 20) -> list[Problem]:
                         )
                     )
     return problems
-
-
-def _first_use(config: Config, source: SourceConfig) -> ObjectConfig | None:
-    """The first courses or stats reading ``source``: where its own problems are reported, once."""
-    for integration in config.integrations.values():
-        for spec in (integration.courses, integration.stats):
-            if spec is not None and spec.source == source.name:
-                return spec
-    return None
 
 
 def _sample_columns(source: SourceConfig, sample_rows: int) -> set[str] | SourceError:

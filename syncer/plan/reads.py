@@ -1,8 +1,9 @@
 """Which rows of each incremental SQL source a run reads (docs/incremental.md).
 
 For every stream (integration and kind) whose source has a ``cursor``, ``decide_reads`` chooses a
-full read (the first one, ``--full``, ``--retry-rejected``, ``full_every`` due, the query or the
-cursor column changed) or an incremental one: rows whose cursor is at least the last recorded
+full read (the first one, ``--full``, ``--retry-rejected``, ``full_every`` due, a change of what
+the cursor was recorded for, a full read that did not end, rows the ledger lost: ``_full_reason``
+and ``_lost_rows``) or an incremental one: rows whose cursor is at least the last recorded
 value less the overlap, and at most the greatest value the source holds when the plan starts
 (``high``). Apply records ``high`` once every record of the read is recorded
 (``move_cursors``); a saved plan keeps its reads, so that apply reads the very same rows.
@@ -75,7 +76,8 @@ class Read:
         )
 
     def data(self) -> dict[str, Any]:
-        """JSON-ready, for plans (``reads``) and plan files."""
+        """JSON-ready and exact (values ``encode``-d), for plan files; ``reads_from_data`` reads it
+        back. Plans show the values as people read them instead (syncer/report/plan.py)."""
         return {
             "integration": self.integration,
             "kind": self.kind.value,

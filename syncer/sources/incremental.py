@@ -17,6 +17,7 @@ import orjson
 
 from syncer.config import SourceConfig
 from syncer.errors import SourceError
+from syncer.sources.readers import declared as _declared
 
 __all__ = ["DEFAULT_OVERLAP", "check_value", "decode", "encode", "shown", "start"]
 
@@ -130,7 +131,3 @@ def shown(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
-
-
-def _declared(source: SourceConfig) -> str:
-    return f" (source {source.name!r} declared at {source.where})" if source.where else ""

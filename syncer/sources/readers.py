@@ -26,6 +26,7 @@ __all__ = [
     "SQL_BATCH_ROWS",
     "csv_error",
     "csv_values",
+    "declared",
     "decode_error",
     "full_read_facts",
     "high_water",
@@ -91,11 +92,12 @@ def load_columns(source: SourceConfig) -> list[str]:
 
 def _path(source: SourceConfig) -> Path:
     if source.path is None:
-        raise SourceError(f"source {source.name!r} has no file path{_declared(source)}")
+        raise SourceError(f"source {source.name!r} has no file path{declared(source)}")
     return source.path
 
 
-def _declared(source: SourceConfig) -> str:
+def declared(source: SourceConfig) -> str:
+    """`` (source 'NAME' declared at FILE:LINE:COL)``, for the end of a source's messages."""
     return f" (source {source.name!r} declared at {source.where})" if source.where else ""
 
 
@@ -105,9 +107,7 @@ def stream_encoding(source: SourceConfig) -> str:
     try:
         name = codecs.lookup(source.encoding).name
     except LookupError as exc:
-        raise SourceError(
-            f"{_path(source)}: unknown encoding {source.encoding!r}{_declared(source)}"
-        ) from exc
+        raise SourceError(f"{_path(source)}: unknown encoding {source.encoding!r}{declared(source)}") from exc
     return "utf-8-sig" if name == "utf-8" else source.encoding
 
 
@@ -117,11 +117,11 @@ def _open_text(source: SourceConfig) -> IO[str]:
     try:
         return path.open("r", encoding=encoding, newline="")
     except FileNotFoundError as exc:
-        raise SourceError(f"{path}: file not found{_declared(source)}") from exc
+        raise SourceError(f"{path}: file not found{declared(source)}") from exc
     except IsADirectoryError as exc:
-        raise SourceError(f"{path}: is a directory, not a file{_declared(source)}") from exc
+        raise SourceError(f"{path}: is a directory, not a file{declared(source)}") from exc
     except OSError as exc:
-        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}{_declared(source)}") from exc
+        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}{declared(source)}") from exc
 
 
 def decode_error(source: SourceConfig, exc: UnicodeDecodeError) -> SourceError:
@@ -141,7 +141,7 @@ def decode_error(source: SourceConfig, exc: UnicodeDecodeError) -> SourceError:
         pass
     return SourceError(
         f"{path}:{line}: cannot decode the file as {source.encoding} ({exc.reason});"
-        f" set the source's encoding{_declared(source)}"
+        f" set the source's encoding{declared(source)}"
     )
 
 
@@ -187,7 +187,7 @@ def _csv_rows(
 
 def csv_error(source: SourceConfig, line: int, exc: csv.Error) -> SourceError:
     """The SourceError for a record the csv module refuses, at ``line``."""
-    return SourceError(f"{_path(source)}:{line}: {exc}{_declared(source)}")
+    return SourceError(f"{_path(source)}:{line}: {exc}{declared(source)}")
 
 
 def csv_values(
@@ -200,7 +200,7 @@ def csv_values(
         return None
     raise SourceError(
         f"{_path(source)}:{start}: {len(values)} values, but the header has {len(header)} columns"
-        f"{_declared(source)}"
+        f"{declared(source)}"
     )
 
 
@@ -233,10 +233,10 @@ def jsonl_value(source: SourceConfig, number: int, text: str) -> dict[str, Any] 
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise SourceError(f"{_path(source)}:{number}: not valid JSON ({exc.msg}){_declared(source)}") from exc
+        raise SourceError(f"{_path(source)}:{number}: not valid JSON ({exc.msg}){declared(source)}") from exc
     if not isinstance(value, dict):
         raise SourceError(
-            f"{_path(source)}:{number}: a JSON {_json_kind(value)}, not an object{_declared(source)}"
+            f"{_path(source)}:{number}: a JSON {_json_kind(value)}, not an object{declared(source)}"
         )
     return value
 
@@ -288,7 +288,7 @@ def _sql_connection(source: SourceConfig, hint: str = "") -> Iterator[Any]:
     from sqlalchemy.exc import SQLAlchemyError
 
     if source.url is None or not source.query:
-        raise SourceError(f"source {source.name!r} needs an SQL url and query{_declared(source)}")
+        raise SourceError(f"source {source.name!r} needs an SQL url and query{declared(source)}")
     url = source.url.reveal()
     engine = None
     try:
@@ -302,7 +302,7 @@ def _sql_connection(source: SourceConfig, hint: str = "") -> Iterator[Any]:
         raise SourceError(message) from exc
     except ImportError as exc:  # a missing DB driver surfaces as a plain ImportError
         raise SourceError(
-            f"source {source.name!r}: the database driver is not installed ({exc.name}){_declared(source)}"
+            f"source {source.name!r}: the database driver is not installed ({exc.name}){declared(source)}"
         ) from exc
     finally:
         if engine is not None:
@@ -375,7 +375,7 @@ def _cursor_aggregate(source: SourceConfig, aggregates: str, since: Any = None) 
     from sqlalchemy import text
 
     if not source.cursor:
-        raise SourceError(f"source {source.name!r} needs a cursor column{_declared(source)}")
+        raise SourceError(f"source {source.name!r} needs a cursor column{declared(source)}")
     hint = f" (is cursor: {source.cursor} a column of the query's result?)"
     with _sql_connection(source, hint) as conn:
         column = f"{_WINDOW}.{conn.dialect.identifier_preparer.quote(source.cursor)}"
@@ -402,4 +402,4 @@ def _sql_message(source: SourceConfig, url: str, exc: Exception) -> str:
     if password:
         message = message.replace(str(password), "***")
     message = message.replace(url, redact_url(url))
-    return f"source {source.name!r} ({redact_url(url)}): {message}{_declared(source)}"
+    return f"source {source.name!r} ({redact_url(url)}): {message}{declared(source)}"
